@@ -1,0 +1,174 @@
+package checkpoint
+
+import (
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/ptrace"
+)
+
+// Section is a byte range of an image.
+type Section struct {
+	Off, Len int64
+}
+
+// Result describes a written image.
+type Result struct {
+	Mode   image.Mode
+	Tasks  int
+	Pids   Section // the PIDS section
+	Tree   Section // the TREE section
+	Size   int64   // the whole image
+	Frozen time.Duration
+	// Members lists the tasks of the tree as the checkpointer saw them, so
+	// that access to the image can be checked again for a later reader.
+	Members []Member
+}
+
+// Member is a task of a checkpointed tree and the credentials it had.
+type Member struct {
+	TaskID
+	Creds Creds
+}
+
+// TaskID names a task (thread) in the checkpointer's pid namespace.
+type TaskID struct {
+	Tgid, Tid int
+}
+
+// Write checkpoints the subtree rooted at process root and writes its image
+// to w. The tree is frozen only while it is read, then runs on.
+func Write(w io.Writer, root int, opt Options) (*Result, error) {
+	img, members, frozenFor, err := capture(root, opt)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Mode: img.Header.Mode, Tasks: len(img.Tree.Tasks), Frozen: frozenFor, Members: members}
+	iw := image.NewWriter(w)
+	if err := iw.WriteHeader(&img.Header); err != nil {
+		return nil, err
+	}
+	start := iw.Offset()
+	if err := iw.WritePids(&img.Pids); err != nil {
+		return nil, err
+	}
+	res.Pids = Section{start, iw.Offset() - start}
+	start = iw.Offset()
+	if err := iw.WriteTree(&img.Tree); err != nil {
+		return nil, err
+	}
+	res.Tree = Section{start, iw.Offset() - start}
+	for i := range img.Tasks {
+		if err := iw.WriteTask(&img.Tasks[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := iw.Close(); err != nil {
+		return nil, err
+	}
+	res.Size = iw.Offset()
+	return res, nil
+}
+
+// Capture freezes the subtree rooted at root, reads it into an image and
+// thaws it. It returns how long the tree was frozen.
+func Capture(root int, opt Options) (*image.Image, time.Duration, error) {
+	img, _, frozenFor, err := capture(root, opt)
+	return img, frozenFor, err
+}
+
+func capture(root int, opt Options) (*image.Image, []Member, time.Duration, error) {
+	f, err := freeze(root, &opt)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	img, members, err := read(f, &opt)
+	frozenFor := f.frozenFor()
+	f.thaw()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return img, members, frozenFor, nil
+}
+
+// read collects everything the image needs from the frozen tree.
+func read(f *frozen, opt *Options) (*image.Image, []Member, error) {
+	infos, rootLevel, err := collect(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	mode, pids, tree, err := buildForest(opt.Mode, infos, rootLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr, err := header(f, infos, mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	members := make([]Member, len(infos))
+	for i, t := range infos {
+		members[i] = Member{TaskID{t.tgid, t.tid}, credsOf(t.tgid, t.status)}
+	}
+	img := &image.Image{Header: *hdr, Pids: *pids, Tree: *tree, Tasks: taskStates(infos, tree)}
+	return img, members, nil
+}
+
+// buildForest records the tree in the requested mode; auto tries container
+// mode when the root is the init of its namespace, and falls back to
+// subtree mode when the tree refers to pids outside it.
+func buildForest(m Mode, infos []*taskInfo, rootLevel int) (image.Mode, *image.Pids, *image.Tree, error) {
+	try := func(mode image.Mode) (image.Mode, *image.Pids, *image.Tree, error) {
+		pids, tree, err := newForest(mode, infos, rootLevel).build()
+		return mode, pids, tree, err
+	}
+	switch m {
+	case ModeContainer:
+		return try(image.ModeContainer)
+	case ModeSubtree:
+		return try(image.ModeSubtree)
+	}
+	if infos[0].status.NSpid[rootLevel] == 1 {
+		mode, pids, tree, err := try(image.ModeContainer)
+		if !errors.Is(err, ErrOutside) {
+			return mode, pids, tree, err
+		}
+	}
+	return try(image.ModeSubtree)
+}
+
+// header states the compatibility facts. The FPU layout is read from a
+// frozen task: what the kernel saves for it is what restart must load.
+func header(f *frozen, infos []*taskInfo, mode image.Mode) (*image.Header, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return nil, os.NewSyscallError("uname", err)
+	}
+	h := &image.Header{
+		Version:  image.Version,
+		Arch:     image.ArchX86_64,
+		PageSize: uint32(os.Getpagesize()),
+		Mode:     mode,
+		Time:     time.Now().UnixNano(),
+		Kernel:   unix.ByteSliceToString(uts.Release[:]),
+	}
+	for _, t := range infos {
+		if _, held := f.held[t.tid]; !held {
+			continue // a zombie has no registers
+		}
+		err := f.tr.Do(func() error {
+			size, feat, err := ptrace.XState(t.tid)
+			h.XSaveSize, h.XSaveFeatures = uint32(size), feat
+			return err
+		})
+		if err != nil {
+			return nil, taskErr(t.tid, "read xsave layout", err)
+		}
+		break
+	}
+	return h, nil
+}

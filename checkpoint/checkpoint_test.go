@@ -1,0 +1,141 @@
+package checkpoint
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/procfs"
+)
+
+// needRoot skips a test that must ptrace, unless CI demands it run.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CKPTFS_REQUIRE_ROOT") == "1" {
+		t.Fatal("CKPTFS_REQUIRE_ROOT=1 but not running as root")
+	}
+	t.Skip("needs root to ptrace other processes")
+}
+
+// startTree starts sh with two sleeping children and returns sh's pid once
+// both children exist. The whole tree is killed by pid at cleanup.
+func startTree(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "sleep 100 & sleep 100 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		kids, _ := procfs.Children(pid)
+		for _, k := range kids {
+			if p, err := os.FindProcess(k); err == nil {
+				p.Kill()
+			}
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if kids, _ := procfs.Children(pid); len(kids) == 2 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tree did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCaptureTree(t *testing.T) {
+	needRoot(t)
+	pid := startTree(t)
+	img, frozen, err := Capture(pid, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if frozen <= 0 {
+		t.Errorf("frozen time %v, want > 0", frozen)
+	}
+	if img.Header.Mode != image.ModeSubtree {
+		t.Errorf("mode %v, want subtree", img.Header.Mode)
+	}
+	if n := len(img.Tree.Tasks); n != 3 {
+		t.Fatalf("%d tasks, want 3", n)
+	}
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := img.Pids.Pids[img.Tree.Tasks[0].Pid-1]
+	if got, want := int(root.Levels[0].Nr), st.NSpid[len(st.NSpid)-1]; got != want {
+		t.Errorf("root pid %d, want %d", got, want)
+	}
+	for i, task := range img.Tree.Tasks[1:] {
+		if task.PPid != img.Tree.Tasks[0].Pid {
+			t.Errorf("task %d: ppid tag %d, want the root's %d", i+1, task.PPid, img.Tree.Tasks[0].Pid)
+		}
+		if img.Tasks[i+1].Comm != "sleep" {
+			t.Errorf("task %d: comm %q, want sleep", i+1, img.Tasks[i+1].Comm)
+		}
+	}
+	// The tree runs on: nothing is left stopped or traced.
+	for _, p := range append([]int{pid}, mustChildren(t, pid)...) {
+		st, err := procfs.ReadStatus(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TracerPid != 0 || st.State == 't' || st.State == 'T' {
+			t.Errorf("pid %d left state %c tracer %d", p, st.State, st.TracerPid)
+		}
+	}
+}
+
+func mustChildren(t *testing.T, pid int) []int {
+	kids, err := procfs.Children(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kids
+}
+
+func TestCaptureRefusesSelf(t *testing.T) {
+	needRoot(t)
+	_, _, err := Capture(os.Getpid(), Options{})
+	if !errors.Is(err, ErrSelf) {
+		t.Fatalf("checkpoint of ourselves: %v, want ErrSelf", err)
+	}
+	// An ancestor's subtree holds us too, and nothing of it may be stopped.
+	_, _, err = Capture(os.Getppid(), Options{})
+	if !errors.Is(err, ErrSelf) {
+		t.Fatalf("checkpoint of our parent: %v, want ErrSelf", err)
+	}
+}
+
+func TestCaptureVanished(t *testing.T) {
+	needRoot(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Capture(cmd.Process.Pid, Options{})
+	if !errors.Is(err, ErrVanished) || !strings.Contains(err.Error(), "vanished") {
+		t.Fatalf("checkpoint of an exited pid: %v, want ErrVanished", err)
+	}
+}
+
+func TestContainerModeRefusesNonInit(t *testing.T) {
+	needRoot(t)
+	pid := startTree(t)
+	_, _, err := Capture(pid, Options{Mode: ModeContainer})
+	if !errors.Is(err, ErrOutside) {
+		t.Fatalf("container checkpoint of a non-init: %v, want ErrOutside", err)
+	}
+}

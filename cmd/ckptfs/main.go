@@ -1,0 +1,58 @@
+// Command ckptfs serves checkpoints of live process trees as files, and
+// reads, writes and inspects their images without the filesystem.
+//
+//	ckptfs mount [MOUNTPOINT]          serve /mnt/ckpt (default) in the foreground
+//	ckptfs checkpoint PID [-o FILE]    write the image of PID's subtree
+//	ckptfs inspect [--json] FILE|-     describe an image, pids or tree file
+//
+// This package only parses flags; the work is in fs, checkpoint and image.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+type command struct {
+	name, args, help string
+	run              func(args []string) error
+}
+
+var commands = []command{
+	{"mount", "[MOUNTPOINT]", "serve checkpoints of live processes as files (default /mnt/ckpt)", runMount},
+	{"checkpoint", "PID [-o FILE]", "write the image of the subtree rooted at PID", runCheckpoint},
+	{"inspect", "[--json] FILE|-", "describe an image, or a pids or tree file", runInspect},
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			if err := c.run(os.Args[2:]); err != nil {
+				fmt.Fprintf(os.Stderr, "ckptfs: %s: %v\n", c.name, err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "ckptfs: unknown command %q\n", os.Args[1])
+	usage()
+	os.Exit(2)
+}
+
+func usage() {
+	var b strings.Builder
+	b.WriteString("usage: ckptfs COMMAND [ARGS]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-10s %-18s %s\n", c.name, c.args, c.help)
+	}
+	b.WriteString("\nRun 'ckptfs COMMAND --help' for a command's flags.\n")
+	fmt.Fprint(os.Stderr, b.String())
+}

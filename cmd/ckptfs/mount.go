@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/fs"
+)
+
+const defaultMountpoint = "/mnt/ckpt"
+
+func runMount(args []string) error {
+	flags := pflag.NewFlagSet("mount", pflag.ContinueOnError)
+	allowOther := flags.Bool("allow-other", false, "let other users use the mount (each request is checked with the caller's credentials)")
+	debug := flags.Bool("debug", false, "log every FUSE request")
+	modeName := flags.String("mode", "auto", "how trees are recorded: auto, container or subtree")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	mode, err := checkpoint.ParseMode(*modeName)
+	if err != nil {
+		return err
+	}
+	dir := defaultMountpoint
+	switch flags.NArg() {
+	case 0:
+	case 1:
+		dir = flags.Arg(0)
+	default:
+		return fmt.Errorf("want at most one MOUNTPOINT, have %d", flags.NArg())
+	}
+	if err := prepareMountpoint(dir); err != nil {
+		return err
+	}
+	server, err := fs.Mount(dir, fs.Config{Mode: mode, AllowOther: *allowOther, Debug: *debug})
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	fmt.Fprintf(os.Stderr, "ckptfs: serving %s (pid %d); stop with Ctrl-C or SIGTERM\n", dir, os.Getpid())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "ckptfs: %v: unmounting %s\n", sig, dir)
+		if err := server.Unmount(); err != nil {
+			// Busy (a shell sits in it): detach it so nothing is stuck.
+			fmt.Fprintf(os.Stderr, "ckptfs: unmount %s: %v; detaching it lazily\n", dir, err)
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	}()
+	server.Wait()
+	return nil
+}
+
+// prepareMountpoint creates dir if missing, and lazily unmounts what a
+// crashed daemon left there: a FUSE mount with no server answers every
+// request with ENOTCONN.
+func prepareMountpoint(dir string) error {
+	_, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		fmt.Fprintf(os.Stderr, "ckptfs: %s is a stale mount; detaching it\n", dir)
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("detach stale mount %s: %w", dir, err)
+		}
+		_, err = os.Stat(dir)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(dir, 0o755)
+	}
+	return err
+}

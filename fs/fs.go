@@ -1,0 +1,68 @@
+// Package fs adapts FUSE requests onto checkpoint and restart: it holds
+// no checkpoint logic of its own. The tree it serves (DESIGN.md §1):
+//
+//	/            one directory per live process of the daemon's pid namespace
+//	  <pid>/     the subtree rooted at <pid>
+//	    pids     the PIDS section of a checkpoint of that subtree
+//	    tree     the TREE section
+//	    image    the whole image
+//	  restore/   write an image here to restart it
+//
+// The three files of one directory come from one snapshot (snapshot.go), so
+// that pids and tree are byte for byte the sections of image and stat
+// reports the size a read returns. Errors become errnos here, at the edge,
+// and are logged with the pid and what failed.
+package fs
+
+import (
+	"log"
+	"os"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/checkpoint"
+)
+
+// Config sets up a mount.
+type Config struct {
+	Mode       checkpoint.Mode // how checkpoints record their tree
+	AllowOther bool            // let other users in (their requests are checked)
+	Debug      bool            // log every FUSE request
+	// Grace keeps a snapshot after its last use so that one tool's stat,
+	// open and read of the three files see the same checkpoint.
+	Grace  time.Duration
+	Logger *log.Logger
+}
+
+// Mount mounts the filesystem on dir and returns the serving server.
+func Mount(dir string, cfg Config) (*fuse.Server, error) {
+	if cfg.Grace == 0 {
+		cfg.Grace = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
+	}
+	// Nothing may be cached by the kernel: a process directory comes and
+	// goes with its process, and a file's size and times change with each
+	// snapshot. nil timeouts would silently mean one second.
+	var zero time.Duration
+	opts := &gofs.Options{
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
+		Logger:          cfg.Logger,
+		MountOptions: fuse.MountOptions{
+			AllowOther:   cfg.AllowOther,
+			Debug:        cfg.Debug,
+			FsName:       "ckptfs",
+			Name:         "ckptfs",
+			DirectMount:  true, // root needs no fusermount
+			MaxReadAhead: 1 << 20,
+			MaxWrite:     1 << 20,
+			Logger:       cfg.Logger,
+		},
+	}
+	return gofs.Mount(dir, newRoot(&cfg), opts)
+}

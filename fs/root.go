@@ -1,0 +1,114 @@
+package fs
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
+)
+
+// root is the mount's top directory: a directory per live process, and
+// restore/.
+type root struct {
+	gofs.Inode
+	cfg *Config
+
+	mu    sync.Mutex
+	snaps map[procKey]*snapshotter // shared by every node of a process
+}
+
+// procKey identifies a process: a pid and its start time.
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+func newRoot(cfg *Config) *root {
+	return &root{cfg: cfg, snaps: make(map[procKey]*snapshotter)}
+}
+
+var _ = (gofs.NodeOnAdder)((*root)(nil))
+
+func (r *root) OnAdd(ctx context.Context) {
+	dir := &restoreDir{cfg: r.cfg}
+	r.AddChild("restore", r.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: inoRestore}), false)
+}
+
+var _ = (gofs.NodeGetattrer)((*root)(nil))
+
+func (r *root) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fuse.S_IFDIR | 0o555
+	return 0
+}
+
+var _ = (gofs.NodeReaddirer)((*root)(nil))
+
+// Readdir lists the live processes, sorted by pid, then restore.
+func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	pids, err := procfs.Pids()
+	if err != nil {
+		r.cfg.Logger.Printf("readdir /: %v", err)
+		return nil, syscall.EIO
+	}
+	entries := make([]fuse.DirEntry, 0, len(pids)+1)
+	for _, pid := range pids {
+		entries = append(entries, fuse.DirEntry{
+			Name: strconv.Itoa(pid), Mode: fuse.S_IFDIR, Ino: pidIno(pid, kindDir),
+		})
+	}
+	entries = append(entries, fuse.DirEntry{Name: "restore", Mode: fuse.S_IFDIR, Ino: inoRestore})
+	return gofs.NewListDirStream(entries), 0
+}
+
+var _ = (gofs.NodeLookuper)((*root)(nil))
+
+func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	pid, err := strconv.Atoi(name)
+	if err != nil || pid <= 0 || strconv.Itoa(pid) != name {
+		return nil, syscall.ENOENT
+	}
+	key, st, ok := lookupProcess(pid)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	dir := &procDir{root: r, key: key}
+	dir.fillAttr(st, &out.Attr)
+	return r.NewInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: pidIno(pid, kindDir), Gen: key.start}), 0
+}
+
+// lookupProcess finds process pid (not a mere thread) and its identity.
+func lookupProcess(pid int) (procKey, *procfs.Status, bool) {
+	stat, err := procfs.ReadStat(pid)
+	if err != nil {
+		return procKey{}, nil, false
+	}
+	st, err := procfs.ReadStatus(pid)
+	if err != nil || st.Tgid != pid {
+		return procKey{}, nil, false
+	}
+	return procKey{pid, stat.StartTime}, st, true
+}
+
+// snapshotter returns the snapshot keeper of a process, shared by every
+// inode the kernel holds for it. Keepers of exited processes are dropped
+// once their last snapshot has expired.
+func (r *root) snapshotter(key procKey) *snapshotter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, s := range r.snaps {
+		if k != key && s.idle() {
+			delete(r.snaps, k)
+		}
+	}
+	s, ok := r.snaps[key]
+	if !ok {
+		s = newSnapshotter(key.pid, r.cfg)
+		r.snaps[key] = s
+	}
+	return s
+}

@@ -1,0 +1,165 @@
+package image
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText writes a readable report of the sections s of img (as ReadAny
+// returns them): the header's facts, the pid namespaces, every pid object,
+// and the task tree drawn like `ps f`, threads in braces under their leader.
+//
+// A pid is shown by its numbers from the root's namespace down, so
+// "812/1/3" is 812 in the root's namespace, 1 a level deeper, 3 below that;
+// "anc" is TagAncestor, "root" TagRoot, and "#N" a tag that cannot be
+// resolved because the PIDS section is absent.
+func WriteText(w io.Writer, img *Image, s Sections) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "sections: %s\n", s)
+	if s.Has(SecHeader) {
+		h := &img.Header
+		fmt.Fprintf(bw, "format version %d, %s, page size %d, %s mode\n",
+			h.Version, ArchName(h.Arch), h.PageSize, h.Mode)
+		fmt.Fprintf(bw, "kernel %s, taken %s\n", quoteIfOdd(h.Kernel),
+			time.Unix(0, h.Time).UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(bw, "xsave: %d bytes, features %#x\n", h.XSaveSize, h.XSaveFeatures)
+	}
+	tw := tabwriter.NewWriter(bw, 0, 8, 2, ' ', 0)
+	if s.Has(SecPids) {
+		p := &img.Pids
+		fmt.Fprintf(tw, "\npid namespaces: %d\n", len(p.NS))
+		fmt.Fprintf(tw, "  TAG\tPARENT\tLEVEL\n")
+		levels := nsLevels(p)
+		for i, ns := range p.NS {
+			parent := "-"
+			if ns.Parent != 0 {
+				parent = strconv.Itoa(int(ns.Parent))
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%d\n", i+1, parent, levels[i+1])
+		}
+		fmt.Fprintf(tw, "\npids: %d\n", len(p.Pids))
+		fmt.Fprintf(tw, "  TAG\tNUMBERS\tNAMESPACES\n")
+		for i, pid := range p.Pids {
+			ns := make([]string, len(pid.Levels))
+			for k, l := range pid.Levels {
+				ns[k] = strconv.Itoa(int(l.NS))
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\n", i+1, pidNumbers(pid), strings.Join(ns, "/"))
+		}
+	}
+	if s.Has(SecTree) {
+		writeTasks(tw, img, s)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// writeTasks draws the task tree: each process under its parent, each
+// thread under its leader, in TREE order among siblings.
+func writeTasks(tw *tabwriter.Writer, img *Image, s Sections) {
+	tasks := img.Tree.Tasks
+	fmt.Fprintf(tw, "\ntasks: %d\n", len(tasks))
+	fmt.Fprintf(tw, "  PID\tPPID\tPGID\tSID\tTGID\tSTATE\tCOMM\n")
+	ref := func(tag Tag) string { return textRef(img, s, tag) }
+
+	// A validated tree references only earlier tasks, so one pass builds
+	// the children lists; a reference that does not resolve (a model built
+	// by hand) makes the task a root of its own so nothing is lost.
+	index := make(map[Tag]int, len(tasks))
+	children := make([][]int, len(tasks))
+	var roots []int
+	for i, t := range tasks {
+		up := t.PPid
+		if t.TGid != t.Pid {
+			up = t.TGid
+		}
+		if j, ok := index[up]; ok && i > 0 {
+			children[j] = append(children[j], i)
+		} else {
+			roots = append(roots, i)
+		}
+		if _, dup := index[t.Pid]; !dup {
+			index[t.Pid] = i
+		}
+	}
+	var walk func(i, depth int)
+	walk = func(i, depth int) {
+		t := tasks[i]
+		state, comm := "-", "-"
+		if s.Has(SecTasks) && i < len(img.Tasks) {
+			ts := &img.Tasks[i]
+			state, comm = string(rune(ts.State)), quoteIfOdd(ts.Comm)
+			if ts.State == 'Z' {
+				comm += fmt.Sprintf(" <defunct, status %#x>", uint32(ts.ExitCode))
+			}
+		}
+		if t.TGid != t.Pid {
+			comm = "{" + comm + "}"
+		}
+		if depth > 0 {
+			comm = strings.Repeat("    ", depth-1) + " \\_ " + comm
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			ref(t.Pid), ref(t.PPid), ref(t.PGid), ref(t.Sid), ref(t.TGid), state, comm)
+		for _, c := range children[i] {
+			walk(c, depth+1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, 0)
+	}
+}
+
+// textRef formats a pid reference of a task.
+func textRef(img *Image, s Sections, tag Tag) string {
+	switch {
+	case tag == TagAncestor:
+		return "anc"
+	case tag == TagRoot:
+		return "root"
+	case !s.Has(SecPids) || int(tag) > len(img.Pids.Pids):
+		return "#" + strconv.FormatUint(uint64(tag), 10)
+	}
+	return pidNumbers(img.Pids.Pids[tag-1])
+}
+
+// pidNumbers formats a pid's numbers from the root's level down: "812/1/3".
+func pidNumbers(p Pid) string {
+	var b strings.Builder
+	for k, l := range p.Levels {
+		if k > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(strconv.Itoa(int(l.Nr)))
+	}
+	return b.String()
+}
+
+// nsLevels returns the level of every namespace tag ([0] unused), tolerating
+// a model that was not validated (a bad parent counts as level 0).
+func nsLevels(p *Pids) []int {
+	levels := make([]int, len(p.NS)+1)
+	for i, ns := range p.NS {
+		if ns.Parent != 0 && int(ns.Parent) <= i {
+			levels[i+1] = levels[ns.Parent] + 1
+		}
+	}
+	return levels
+}
+
+// quoteIfOdd quotes a string from the image if printing it raw could
+// mislead (empty, spaces, control or non-UTF-8 bytes).
+func quoteIfOdd(s string) string {
+	q := strconv.Quote(s)
+	if s == "" || q[1:len(q)-1] != s || strings.ContainsAny(s, " \t") {
+		return q
+	}
+	return s
+}

@@ -1,0 +1,137 @@
+package procfs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Status is what ckptfs reads from /proc/<pid>/status.
+type Status struct {
+	Name      string
+	State     byte // R S D T t Z X ...
+	Tgid      int
+	PPid      int
+	TracerPid int
+	// NS* list a number per pid namespace level, outermost (the /proc
+	// mount's namespace) first. A 0 means the pid has no number at that
+	// level: it lives in an ancestor namespace.
+	NSpid  []int
+	NStgid []int
+	NSpgid []int
+	NSsid  []int
+	Uid    [4]int // real, effective, saved, filesystem
+	Gid    [4]int
+	CapPrm uint64
+	CapEff uint64
+}
+
+// ReadStatus reads /proc/<pid>/status.
+func ReadStatus(pid int) (*Status, error) {
+	return readStatus(pidDir(pid) + "/status")
+}
+
+// ReadTaskStatus reads /proc/<tgid>/task/<tid>/status: the view of one
+// thread, whose NSpid holds the thread's own ids.
+func ReadTaskStatus(tgid, tid int) (*Status, error) {
+	return readStatus(taskDir(tgid, tid) + "/status")
+}
+
+func readStatus(path string) (*Status, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := parseStatus(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func parseStatus(data []byte) (*Status, error) {
+	var s Status
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		var err error
+		switch key {
+		case "Name":
+			s.Name = unescapeName(val)
+		case "State":
+			if val != "" {
+				s.State = val[0]
+			}
+		case "Tgid":
+			s.Tgid, err = strconv.Atoi(val)
+		case "PPid":
+			s.PPid, err = strconv.Atoi(val)
+		case "TracerPid":
+			s.TracerPid, err = strconv.Atoi(val)
+		case "NSpid":
+			s.NSpid, err = parseInts(val)
+		case "NStgid":
+			s.NStgid, err = parseInts(val)
+		case "NSpgid":
+			s.NSpgid, err = parseInts(val)
+		case "NSsid":
+			s.NSsid, err = parseInts(val)
+		case "Uid":
+			err = parseIDs(val, &s.Uid)
+		case "Gid":
+			err = parseIDs(val, &s.Gid)
+		case "CapPrm":
+			s.CapPrm, err = strconv.ParseUint(val, 16, 64)
+		case "CapEff":
+			s.CapEff, err = strconv.ParseUint(val, 16, 64)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", key, err)
+		}
+	}
+	if len(s.NSpid) == 0 || len(s.NStgid) != len(s.NSpid) ||
+		len(s.NSpgid) != len(s.NSpid) || len(s.NSsid) != len(s.NSpid) {
+		return nil, fmt.Errorf("missing or inconsistent NSpid/NStgid/NSpgid/NSsid")
+	}
+	return &s, nil
+}
+
+func parseInts(val string) ([]int, error) {
+	fields := strings.Fields(val)
+	out := make([]int, len(fields))
+	for i, f := range fields {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+func parseIDs(val string, ids *[4]int) error {
+	n, err := parseInts(val)
+	if err != nil {
+		return err
+	}
+	if len(n) != 4 {
+		return fmt.Errorf("want 4 ids, have %d", len(n))
+	}
+	copy(ids[:], n)
+	return nil
+}
+
+// unescapeName undoes the kernel's escaping of "\n" and "\\" in Name.
+func unescapeName(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	return strings.NewReplacer(`\n`, "\n", `\\`, `\`).Replace(s)
+}

@@ -1,0 +1,114 @@
+package ptrace
+
+import (
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The functions below must run on the tracer's thread, inside Tracer.Do.
+
+// Seize attaches to tid without stopping it (PTRACE_SEIZE). Unlike
+// PTRACE_ATTACH it sends no SIGSTOP, so it never disturbs the task's own
+// job control.
+func Seize(tid int, options int) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(tid), 0, uintptr(options), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("ptrace(SEIZE)", e)
+	}
+	return nil
+}
+
+// Interrupt asks a seized task to stop (PTRACE_INTERRUPT).
+func Interrupt(tid int) error {
+	return wrap("ptrace(INTERRUPT)", unix.PtraceInterrupt(tid))
+}
+
+// Detach lets the task go, delivering sig (0 for none).
+func Detach(tid int, sig int) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(tid), 0, uintptr(sig), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("ptrace(DETACH)", e)
+	}
+	return nil
+}
+
+// Stop is how a task reported itself stopped.
+type Stop struct {
+	Exited bool            // the task exited (or was killed) instead
+	Status unix.WaitStatus // the raw wait status
+	// Signal is a signal the task was about to receive when it stopped
+	// (signal-delivery-stop): it must be handed back on detach.
+	Signal int
+}
+
+// WaitStop waits up to timeout for tid to report a stop or its exit. It
+// polls with WNOHANG: a blocking wait could not be abandoned, and a task
+// that never stops (blocked in an uninterruptible sleep, say on our own
+// mount) must give an error, not a hung daemon.
+func WaitStop(tid int, timeout time.Duration) (Stop, error) {
+	deadline := time.Now().Add(timeout)
+	pause := 20 * time.Microsecond
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return Stop{}, os.NewSyscallError("wait4", err)
+		}
+		if pid == tid {
+			switch {
+			case ws.Exited() || ws.Signaled():
+				return Stop{Exited: true, Status: ws}, nil
+			case ws.Stopped():
+				st := Stop{Status: ws}
+				// An event stop carries the event in bits 16-23; a plain
+				// stop with a signal is a signal-delivery-stop, unless it
+				// is a group-stop (reported as PTRACE_EVENT_STOP too).
+				if ws.TrapCause() == 0 {
+					st.Signal = int(ws.StopSignal())
+				}
+				return st, nil
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			return Stop{}, os.NewSyscallError("wait4", unix.ETIMEDOUT)
+		}
+		time.Sleep(pause)
+		if pause < time.Millisecond {
+			pause *= 2
+		}
+	}
+}
+
+// XState reads the FPU/xsave area of tid (PTRACE_GETREGSET
+// NT_X86_XSTATE) and returns its size and the XCR0 feature mask the
+// kernel stores in its software-reserved bytes.
+func XState(tid int) (size int, features uint64, err error) {
+	buf := make([]byte, 16384)
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGSET, uintptr(tid),
+		unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov)), 0, 0)
+	if e != 0 {
+		return 0, 0, os.NewSyscallError("ptrace(GETREGSET NT_X86_XSTATE)", e)
+	}
+	// struct user_xstateregs: the i387 fxsave area (512 bytes), whose bytes
+	// 464..511 (sw_reserved) ptrace fills with xstate_fx_sw_bytes; word 0
+	// (USER_XSTATE_XCR0_WORD) is the XCR0 feature mask. Kernel ABI.
+	const xcr0Offset = 464
+	features = *(*uint64)(unsafe.Pointer(&buf[xcr0Offset]))
+	return int(iov.Len), features, nil
+}
+
+func wrap(op string, err error) error {
+	if err != nil {
+		return os.NewSyscallError(op, err)
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+// Package ptrace drives traced tasks. The kernel binds a tracee to the
+// thread that attached it, so every request of one Tracer runs on one
+// goroutine locked to its OS thread (gVisor's ptrace platform does the
+// same). That thread is never unlocked: when the Tracer closes, or the
+// daemon crashes, the thread dies and the kernel detaches and resumes every
+// tracee it still held, so ckptfs can never leave a tree frozen.
+package ptrace
+
+import (
+	"errors"
+	"runtime"
+)
+
+// ErrClosed is returned for requests made after Close.
+var ErrClosed = errors.New("ptrace: tracer closed")
+
+// Tracer runs ptrace requests on its own locked OS thread.
+type Tracer struct {
+	reqs chan func()
+	done chan struct{}
+}
+
+// NewTracer starts the tracer's thread.
+func NewTracer() *Tracer {
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{})}
+	go t.loop()
+	return t
+}
+
+func (t *Tracer) loop() {
+	// Never unlocked: the thread exits with the goroutine (see package doc).
+	runtime.LockOSThread()
+	defer close(t.done)
+	for f := range t.reqs {
+		f()
+	}
+}
+
+// Do runs f on the tracer's thread and returns its error.
+func (t *Tracer) Do(f func() error) error {
+	errc := make(chan error, 1)
+	select {
+	case <-t.done:
+		return ErrClosed
+	case t.reqs <- func() { errc <- f() }:
+	}
+	return <-errc
+}
+
+// Close ends the tracer's thread; the kernel detaches what it still traces.
+func (t *Tracer) Close() {
+	select {
+	case <-t.done:
+	default:
+		close(t.reqs)
+		<-t.done
+	}
+}
