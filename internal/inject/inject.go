@@ -1,0 +1,186 @@
+// Package inject makes a stopped tracee run system calls on the tracer's
+// behalf: the one mechanism behind what no /proc file shows at checkpoint
+// and behind every step of restart (DESIGN.md §3, §5).
+//
+// The tracee's registers are saved, pointed at a `syscall` instruction
+// (found in its vDSO, or one we mapped), loaded with the call's number and
+// arguments and single-stepped over that instruction; the result is read
+// from rax and the saved registers are put back. orig_rax is set to -1 so
+// that the kernel never treats the injected call as one to restart, and
+// the task's own interrupted call is restarted exactly as the kernel would
+// have when its saved registers return.
+//
+// Every function here must run on the thread that traces the task
+// (ptrace.Tracer.Do).
+package inject
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
+)
+
+// syscallInsn is x86-64's `syscall`.
+var syscallInsn = []byte{0x0f, 0x05}
+
+// Task is a stopped tracee that runs injected system calls.
+type Task struct {
+	Tid   int
+	Site  uint64          // address of a syscall instruction in the task
+	Saved unix.PtraceRegs // registers at the stop, restored by Restore
+	// Pending is a signal that arrived while we drove the task; it must be
+	// delivered when the task is let go.
+	Pending int
+}
+
+// New prepares tid, which must be in a ptrace stop, for injection.
+func New(tid int) (*Task, error) {
+	t := &Task{Tid: tid}
+	if err := unix.PtraceGetRegs(tid, &t.Saved); err != nil {
+		return nil, os.NewSyscallError("ptrace(GETREGS)", err)
+	}
+	site, err := FindSite(tid)
+	if err != nil {
+		return nil, err
+	}
+	t.Site = site
+	return t, nil
+}
+
+// FindSite returns the address of a syscall instruction in the task's vDSO,
+// which every x86-64 process maps and which holds such an instruction for
+// its fallback paths.
+func FindSite(tid int) (uint64, error) {
+	maps, err := procfs.ReadMaps(tid)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range maps {
+		if m.Path != "[vdso]" {
+			continue
+		}
+		buf := make([]byte, m.End-m.Start)
+		if err := ReadMem(tid, m.Start, buf); err != nil {
+			return 0, err
+		}
+		if i := bytes.Index(buf, syscallInsn); i >= 0 {
+			return m.Start + uint64(i), nil
+		}
+		return 0, fmt.Errorf("pid %d: no syscall instruction in the vDSO", tid)
+	}
+	return 0, fmt.Errorf("pid %d: no vDSO mapped", tid)
+}
+
+// Syscall runs system call nr with args in the task and returns its result
+// (the raw rax: a negative errno is turned into an error).
+func (t *Task) Syscall(nr uintptr, args ...uint64) (uint64, error) {
+	if len(args) > 6 {
+		return 0, fmt.Errorf("syscall %d: %d arguments, at most 6", nr, len(args))
+	}
+	var a [6]uint64
+	copy(a[:], args)
+	regs := t.Saved
+	regs.Rip = t.Site
+	regs.Rax = uint64(nr)
+	regs.Orig_rax = ^uint64(0)
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	if err := unix.PtraceSetRegs(t.Tid, &regs); err != nil {
+		return 0, os.NewSyscallError("ptrace(SETREGS)", err)
+	}
+	if err := t.step(); err != nil {
+		return 0, fmt.Errorf("pid %d: syscall %d: %w", t.Tid, nr, err)
+	}
+	if err := unix.PtraceGetRegs(t.Tid, &regs); err != nil {
+		return 0, os.NewSyscallError("ptrace(GETREGS)", err)
+	}
+	if regs.Rip != t.Site+uint64(len(syscallInsn)) {
+		return 0, fmt.Errorf("pid %d: syscall %d: stopped at %#x, not after the instruction at %#x",
+			t.Tid, nr, regs.Rip, t.Site)
+	}
+	if r := int64(regs.Rax); r < 0 && r > -4096 {
+		return 0, fmt.Errorf("pid %d: syscall %d: %w", t.Tid, nr, unix.Errno(-r))
+	}
+	return regs.Rax, nil
+}
+
+// step single-steps over the syscall instruction. Other stops on the way —
+// a signal arriving (kept for later), an event such as a clone — are
+// passed over until the step's own trap.
+func (t *Task) step() error {
+	if err := unix.PtraceSingleStep(t.Tid); err != nil {
+		return os.NewSyscallError("ptrace(SINGLESTEP)", err)
+	}
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(t.Tid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("wait4", err)
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return fmt.Errorf("task died (%v)", describe(ws))
+		case !ws.Stopped():
+			continue
+		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0:
+			return nil // the single-step trap
+		case ws.TrapCause() != 0:
+			// An event stop (clone, exec, exit, group-stop): carry on.
+		default:
+			// A signal meant for the task: hold it back until release.
+			t.Pending = int(ws.StopSignal())
+		}
+		if err := unix.PtraceSingleStep(t.Tid); err != nil {
+			return os.NewSyscallError("ptrace(SINGLESTEP)", err)
+		}
+	}
+}
+
+// Restore puts the task's saved registers back.
+func (t *Task) Restore() error {
+	return wrap("ptrace(SETREGS)", unix.PtraceSetRegs(t.Tid, &t.Saved))
+}
+
+// ReadMem reads the task's memory at addr through /proc/<pid>/mem.
+func ReadMem(tid int, addr uint64, buf []byte) error {
+	f, err := os.Open("/proc/" + strconv.Itoa(tid) + "/mem")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.ReadAt(buf, int64(addr))
+	return err
+}
+
+// WriteMem writes buf into the task's memory at addr, whatever the page
+// protection (the kernel writes through /proc/<pid>/mem with FOLL_FORCE).
+func WriteMem(tid int, addr uint64, buf []byte) error {
+	f, err := os.OpenFile("/proc/"+strconv.Itoa(tid)+"/mem", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(buf, int64(addr))
+	return err
+}
+
+func describe(ws unix.WaitStatus) string {
+	if ws.Exited() {
+		return "exit status " + strconv.Itoa(ws.ExitStatus())
+	}
+	return "killed by " + ws.Signal().String()
+}
+
+func wrap(op string, err error) error {
+	if err != nil {
+		return os.NewSyscallError(op, err)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package inject
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/internal/ptrace"
+)
+
+func TestInjectIntoSleepingTask(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CKPTFS_REQUIRE_ROOT") == "1" {
+			t.Fatal("CKPTFS_REQUIRE_ROOT=1 but not root")
+		}
+		t.Skip("needs root to ptrace")
+	}
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(50 * time.Millisecond) // let it reach nanosleep
+
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	var addr uint64
+	err := tr.Do(func() error {
+		if err := ptrace.Seize(pid, 0); err != nil {
+			return err
+		}
+		if err := ptrace.Interrupt(pid); err != nil {
+			return err
+		}
+		if _, err := ptrace.WaitStop(pid, 5*time.Second); err != nil {
+			return err
+		}
+		task, err := New(pid)
+		if err != nil {
+			return err
+		}
+		got, err := task.Syscall(unix.SYS_GETPID)
+		if err != nil {
+			return err
+		}
+		if int(got) != pid {
+			t.Errorf("injected getpid = %d, want %d", got, pid)
+		}
+		addr, err = task.Syscall(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err != nil {
+			return err
+		}
+		want := []byte("written by the tracer")
+		if err := WriteMem(pid, addr, want); err != nil {
+			return err
+		}
+		got2 := make([]byte, len(want))
+		if err := ReadMem(pid, addr, got2); err != nil {
+			return err
+		}
+		if !bytes.Equal(got2, want) {
+			t.Errorf("read back %q, want %q", got2, want)
+		}
+		if !mapped(t, pid, addr) {
+			t.Errorf("mmap result %#x is not in /proc/%d/maps", addr, pid)
+		}
+		if _, err := task.Syscall(unix.SYS_MUNMAP, addr, 4096); err != nil {
+			return err
+		}
+		// A bad call reports its errno.
+		if _, err := task.Syscall(unix.SYS_CLOSE, 1<<20); !errors.Is(err, unix.EBADF) {
+			t.Errorf("close(bad fd) = %v, want EBADF", err)
+		}
+		if err := task.Restore(); err != nil {
+			return err
+		}
+		return ptrace.Detach(pid, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mapped(t, pid, addr) {
+		t.Errorf("munmap'ed page %#x still mapped", addr)
+	}
+	// The task resumed its own sleep: it is alive and not stopped.
+	time.Sleep(20 * time.Millisecond)
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != 'S' || st.TracerPid != 0 {
+		t.Errorf("after release: state %c tracer %d, want S and none", st.State, st.TracerPid)
+	}
+}
+
+func mapped(t *testing.T, pid int, addr uint64) bool {
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range maps {
+		if m.Start <= addr && addr < m.End {
+			return true
+		}
+	}
+	return false
+}
