@@ -25,7 +25,7 @@ type Result struct {
 	Tree   Section // the TREE section
 	Size   int64   // the whole image
 	Frozen time.Duration
-	// Members lists the tasks of the tree as the checkpointer saw them, so
+	// Members lists the tasks of the tree and the credentials they had, so
 	// that access to the image can be checked again for a later reader.
 	Members []Member
 }
@@ -42,30 +42,66 @@ type TaskID struct {
 }
 
 // Write checkpoints the subtree rooted at process root and writes its image
-// to w. The tree is frozen only while it is read, then runs on.
+// to w. The tree stays frozen while its state is written, then runs on.
 func Write(w io.Writer, root int, opt Options) (*Result, error) {
-	img, members, frozenFor, err := capture(root, opt)
+	f, err := freeze(root, &opt)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Mode: img.Header.Mode, Tasks: len(img.Tree.Tasks), Frozen: frozenFor, Members: members}
+	res, err := write(w, f, &opt)
+	if res != nil {
+		res.Frozen = f.frozenFor()
+	}
+	f.thaw()
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// write collects the frozen tree and streams its image.
+func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
+	infos, rootLevel, err := collect(f)
+	if err != nil {
+		return nil, err
+	}
+	mode, pids, tree, err := buildForest(opt.Mode, infos, rootLevel)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := header(f, infos, mode)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Mode: mode, Tasks: len(infos), Members: make([]Member, len(infos))}
+	for i, t := range infos {
+		res.Members[i] = Member{TaskID{t.tgid, t.tid}, credsOf(t.tgid, t.status)}
+	}
+
 	iw := image.NewWriter(w)
-	if err := iw.WriteHeader(&img.Header); err != nil {
+	if err := iw.WriteHeader(hdr); err != nil {
 		return nil, err
 	}
 	start := iw.Offset()
-	if err := iw.WritePids(&img.Pids); err != nil {
+	if err := iw.WritePids(pids); err != nil {
 		return nil, err
 	}
 	res.Pids = Section{start, iw.Offset() - start}
 	start = iw.Offset()
-	if err := iw.WriteTree(&img.Tree); err != nil {
+	if err := iw.WriteTree(tree); err != nil {
 		return nil, err
 	}
 	res.Tree = Section{start, iw.Offset() - start}
-	for i := range img.Tasks {
-		if err := iw.WriteTask(&img.Tasks[i]); err != nil {
+	states := taskStates(infos, tree)
+	for i, t := range infos {
+		if err := iw.WriteTask(&states[i]); err != nil {
 			return nil, err
+		}
+		if _, held := f.held[t.tid]; !held {
+			continue // a zombie: nothing more to save
+		}
+		if err := writeTask(iw, f, t, hdr); err != nil {
+			return nil, taskErr(t.tid, "capture", err)
 		}
 	}
 	if err := iw.Close(); err != nil {
@@ -75,47 +111,46 @@ func Write(w io.Writer, root int, opt Options) (*Result, error) {
 	return res, nil
 }
 
-// Capture freezes the subtree rooted at root, reads it into an image and
-// thaws it. It returns how long the tree was frozen.
-func Capture(root int, opt Options) (*image.Image, time.Duration, error) {
-	img, _, frozenFor, err := capture(root, opt)
-	return img, frozenFor, err
-}
-
-func capture(root int, opt Options) (*image.Image, []Member, time.Duration, error) {
-	f, err := freeze(root, &opt)
+// writeTask writes the state of one stopped task after its TASK record: a
+// process's address space, every thread's registers, then the process's
+// pages, which go last because they are large.
+func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) error {
+	leader := t.tid == t.tgid
+	var mm *image.MM
+	var regs *image.Regs
+	err := f.tr.Do(func() (err error) {
+		if leader {
+			brk, err := readBrk(t.tid)
+			if err != nil {
+				return err
+			}
+			if mm, err = readMM(t.tid, brk); err != nil {
+				return err
+			}
+		}
+		regs, err = readRegs(t.tid, int(hdr.XSaveSize))
+		return err
+	})
 	if err != nil {
-		return nil, nil, 0, err
+		return err
 	}
-	img, members, err := read(f, &opt)
-	frozenFor := f.frozenFor()
-	f.thaw()
+	if mm != nil {
+		if err := iw.WriteMM(mm); err != nil {
+			return err
+		}
+	}
+	if err := iw.WriteRegs(regs); err != nil {
+		return err
+	}
+	if mm == nil {
+		return nil
+	}
+	pw, err := newPageWriter(t.tid, int(hdr.PageSize))
 	if err != nil {
-		return nil, nil, 0, err
+		return err
 	}
-	return img, members, frozenFor, nil
-}
-
-// read collects everything the image needs from the frozen tree.
-func read(f *frozen, opt *Options) (*image.Image, []Member, error) {
-	infos, rootLevel, err := collect(f)
-	if err != nil {
-		return nil, nil, err
-	}
-	mode, pids, tree, err := buildForest(opt.Mode, infos, rootLevel)
-	if err != nil {
-		return nil, nil, err
-	}
-	hdr, err := header(f, infos, mode)
-	if err != nil {
-		return nil, nil, err
-	}
-	members := make([]Member, len(infos))
-	for i, t := range infos {
-		members[i] = Member{TaskID{t.tgid, t.tid}, credsOf(t.tgid, t.status)}
-	}
-	img := &image.Image{Header: *hdr, Pids: *pids, Tree: *tree, Tasks: taskStates(infos, tree)}
-	return img, members, nil
+	defer pw.Close()
+	return pw.write(iw, mm)
 }
 
 // buildForest records the tree in the requested mode; auto tries container

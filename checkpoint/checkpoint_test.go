@@ -1,7 +1,9 @@
 package checkpoint
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -57,12 +59,9 @@ func startTree(t *testing.T) int {
 func TestCaptureTree(t *testing.T) {
 	needRoot(t)
 	pid := startTree(t)
-	img, frozen, err := Capture(pid, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if frozen <= 0 {
-		t.Errorf("frozen time %v, want > 0", frozen)
+	img, res := capture(t, pid, Options{})
+	if res.Frozen <= 0 {
+		t.Errorf("frozen time %v, want > 0", res.Frozen)
 	}
 	if img.Header.Mode != image.ModeSubtree {
 		t.Errorf("mode %v, want subtree", img.Header.Mode)
@@ -98,6 +97,24 @@ func TestCaptureTree(t *testing.T) {
 	}
 }
 
+// capture checkpoints pid into memory and decodes the image.
+func capture(t *testing.T, pid int, opt Options) (*image.Image, *Result) {
+	t.Helper()
+	var buf bytes.Buffer
+	res, err := Write(&buf, pid, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Size != int64(buf.Len()) {
+		t.Errorf("result says %d bytes, wrote %d", res.Size, buf.Len())
+	}
+	img, err := image.ReadImage(&buf)
+	if err != nil {
+		t.Fatalf("decode own image: %v", err)
+	}
+	return img, res
+}
+
 func mustChildren(t *testing.T, pid int) []int {
 	kids, err := procfs.Children(pid)
 	if err != nil {
@@ -108,12 +125,12 @@ func mustChildren(t *testing.T, pid int) []int {
 
 func TestCaptureRefusesSelf(t *testing.T) {
 	needRoot(t)
-	_, _, err := Capture(os.Getpid(), Options{})
+	_, err := Write(io.Discard, os.Getpid(), Options{})
 	if !errors.Is(err, ErrSelf) {
 		t.Fatalf("checkpoint of ourselves: %v, want ErrSelf", err)
 	}
 	// An ancestor's subtree holds us too, and nothing of it may be stopped.
-	_, _, err = Capture(os.Getppid(), Options{})
+	_, err = Write(io.Discard, os.Getppid(), Options{})
 	if !errors.Is(err, ErrSelf) {
 		t.Fatalf("checkpoint of our parent: %v, want ErrSelf", err)
 	}
@@ -125,7 +142,7 @@ func TestCaptureVanished(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := Capture(cmd.Process.Pid, Options{})
+	_, err := Write(io.Discard, cmd.Process.Pid, Options{})
 	if !errors.Is(err, ErrVanished) || !strings.Contains(err.Error(), "vanished") {
 		t.Fatalf("checkpoint of an exited pid: %v, want ErrVanished", err)
 	}
@@ -134,7 +151,7 @@ func TestCaptureVanished(t *testing.T) {
 func TestContainerModeRefusesNonInit(t *testing.T) {
 	needRoot(t)
 	pid := startTree(t)
-	_, _, err := Capture(pid, Options{Mode: ModeContainer})
+	_, err := Write(io.Discard, pid, Options{Mode: ModeContainer})
 	if !errors.Is(err, ErrOutside) {
 		t.Fatalf("container checkpoint of a non-init: %v, want ErrOutside", err)
 	}

@@ -52,3 +52,7 @@ func Errno(err error) unix.Errno {
 	}
 	return unix.EIO
 }
+
+// ErrUnsupported: the tree holds something ckptfs cannot capture faithfully
+// yet; an image that restored it wrongly would be worse than none.
+var ErrUnsupported = fmt.Errorf("checkpoint: not supported: %w", unix.EOPNOTSUPP)

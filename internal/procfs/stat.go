@@ -64,3 +64,42 @@ func parseStat(data []byte) (*Stat, error) {
 	}
 	return s, nil
 }
+
+// MMFields are the address-space boundaries /proc/<pid>/stat shows
+// (fields 26-28 and 45-51).
+type MMFields struct {
+	StartCode, EndCode, StartStack     uint64
+	StartData, EndData, StartBrk       uint64
+	ArgStart, ArgEnd, EnvStart, EnvEnd uint64
+}
+
+// ReadMMFields reads the address-space boundaries of process pid.
+func ReadMMFields(pid int) (*MMFields, error) {
+	path := pidDir(pid) + "/stat"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	end := bytes.LastIndexByte(data, ')')
+	if end < 0 {
+		return nil, fmt.Errorf("%s: no comm field", path)
+	}
+	fields := bytes.Fields(data[end+1:])
+	num := func(field int) uint64 {
+		if field-3 >= len(fields) {
+			err = fmt.Errorf("%s: no field %d", path, field)
+			return 0
+		}
+		n, e := strconv.ParseUint(string(fields[field-3]), 10, 64)
+		if e != nil && err == nil {
+			err = fmt.Errorf("%s: field %d: %w", path, field, e)
+		}
+		return n
+	}
+	m := &MMFields{
+		StartCode: num(26), EndCode: num(27), StartStack: num(28),
+		StartData: num(45), EndData: num(46), StartBrk: num(47),
+		ArgStart: num(48), ArgEnd: num(49), EnvStart: num(50), EnvEnd: num(51),
+	}
+	return m, err
+}

@@ -1,0 +1,204 @@
+package checkpoint
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/inject"
+	"github.com/ckptfs/ckptfs/internal/procfs"
+)
+
+// readMM reads the address space of the frozen process pid. brk is read by
+// making the process call brk(0): /proc shows only where the heap starts.
+func readMM(pid int, brk uint64) (*image.MM, error) {
+	f, err := procfs.ReadMMFields(pid)
+	if err != nil {
+		return nil, err
+	}
+	auxv, err := procfs.ReadAuxv(pid)
+	if err != nil {
+		return nil, err
+	}
+	exe, err := procfs.Exe(pid)
+	if err != nil {
+		return nil, err
+	}
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	mm := &image.MM{
+		StartCode: f.StartCode, EndCode: f.EndCode, StartData: f.StartData, EndData: f.EndData,
+		StartBrk: f.StartBrk, Brk: brk, StartStack: f.StartStack,
+		ArgStart: f.ArgStart, ArgEnd: f.ArgEnd, EnvStart: f.EnvStart, EnvEnd: f.EnvEnd,
+		Auxv: auxv, Exe: exe,
+	}
+	for _, m := range maps {
+		v, err := vmaOf(&m)
+		if err != nil {
+			return nil, err
+		}
+		mm.VMAs = append(mm.VMAs, v)
+	}
+	return mm, nil
+}
+
+// vmaOf describes one line of /proc/<pid>/maps, refusing what restart could
+// not map back as it was.
+func vmaOf(m *procfs.Mapping) (image.VMA, error) {
+	v := image.VMA{Start: m.Start, End: m.End, Pgoff: m.Offset, Path: m.Path,
+		Dev: unix.Mkdev(m.Major, m.Minor), Ino: m.Inode}
+	if m.Perms[0] == 'r' {
+		v.Prot |= unix.PROT_READ
+	}
+	if m.Perms[1] == 'w' {
+		v.Prot |= unix.PROT_WRITE
+	}
+	if m.Perms[2] == 'x' {
+		v.Prot |= unix.PROT_EXEC
+	}
+	if m.Shared() {
+		v.Flags |= image.VMAShared
+	}
+	switch m.Path {
+	case "[heap]":
+		v.Special = image.SpecialHeap
+	case "[stack]":
+		v.Special, v.Flags = image.SpecialStack, v.Flags|image.VMAGrowsDown
+	case "[vdso]":
+		v.Special = image.SpecialVDSO
+	case "[vvar]":
+		v.Special = image.SpecialVVar
+	case "[vvar_vclock]":
+		v.Special = image.SpecialVVarVclock
+	case "[vsyscall]":
+		v.Special = image.SpecialVSyscall
+	}
+	switch {
+	case v.Special != image.SpecialNone:
+		v.Flags |= image.VMAAnon
+	case m.Inode == 0:
+		// Anonymous, possibly named ("[anon:...]"), private.
+		v.Flags |= image.VMAAnon
+	case m.Shared() && strings.HasPrefix(m.Path, "/dev/zero"):
+		// Shared anonymous memory lives in an internal shmem file.
+		v.Flags |= image.VMAAnon
+	case strings.HasSuffix(m.Path, " (deleted)"):
+		return v, fmt.Errorf("mapping %#x-%#x of deleted file %q: %w", m.Start, m.End, m.Path, ErrUnsupported)
+	case m.Shared() && m.Perms[1] == 'w' && strings.HasPrefix(m.Path, "/memfd:"):
+		return v, fmt.Errorf("shared memfd mapping %#x-%#x (%s): %w", m.Start, m.End, m.Path, ErrUnsupported)
+	}
+	return v, nil
+}
+
+// dumpable reports which pages of a mapping the image must carry: those
+// only the process holds. Pages of a shared file mapping live in the file;
+// clean pages of a private file mapping are the file's too.
+func dumpable(v *image.VMA, entry uint64) bool {
+	if v.Flags&image.VMAAnon != 0 {
+		return entry&(procfs.PagePresent|procfs.PageSwapped) != 0
+	}
+	// Private file mapping: a written page became anonymous.
+	return entry&(procfs.PagePresent|procfs.PageSwapped) != 0 && entry&procfs.PageFile == 0
+}
+
+// holdsPages reports whether any page of the mapping can belong in the
+// image: the kernel's special mappings are made anew by restart, and a
+// shared file mapping's pages are the file's.
+func holdsPages(v *image.VMA) bool {
+	switch v.Special {
+	case image.SpecialVDSO, image.SpecialVVar, image.SpecialVVarVclock, image.SpecialVSyscall:
+		return false
+	}
+	return v.Flags&image.VMAAnon != 0 || v.Flags&image.VMAShared == 0
+}
+
+// pageWriter copies page runs of one process from /proc/<pid>/mem into the
+// image, a PAGES record per run of at most image.MaxPagesRecord bytes.
+type pageWriter struct {
+	pid      int
+	pageSize int
+	mem      *os.File
+	pagemap  *procfs.Pagemap
+	buf      []byte
+	entries  []uint64
+}
+
+func newPageWriter(pid, pageSize int) (*pageWriter, error) {
+	mem, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mem")
+	if err != nil {
+		return nil, err
+	}
+	pm, err := procfs.OpenPagemap(pid)
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	return &pageWriter{pid: pid, pageSize: pageSize, mem: mem, pagemap: pm,
+		buf:     make([]byte, image.MaxPagesRecord),
+		entries: make([]uint64, image.MaxPagesRecord/pageSize)}, nil
+}
+
+func (p *pageWriter) Close() {
+	p.mem.Close()
+	p.pagemap.Close()
+}
+
+// write writes the dumpable pages of every mapping of mm.
+func (p *pageWriter) write(w *image.Writer, mm *image.MM) error {
+	ps := uint64(p.pageSize)
+	for i := range mm.VMAs {
+		v := &mm.VMAs[i]
+		if !holdsPages(v) {
+			continue
+		}
+		for addr := v.Start; addr < v.End; {
+			n := min((v.End-addr)/ps, uint64(len(p.entries)))
+			entries := p.entries[:n]
+			if err := p.pagemap.Read(addr, p.pageSize, entries); err != nil {
+				return fmt.Errorf("pagemap at %#x: %w", addr, err)
+			}
+			// Emit each run of consecutive dumpable pages.
+			for j := 0; j < len(entries); {
+				if !dumpable(v, entries[j]) {
+					j++
+					continue
+				}
+				k := j
+				for k < len(entries) && dumpable(v, entries[k]) {
+					k++
+				}
+				start := addr + uint64(j)*ps
+				run := p.buf[:uint64(k-j)*ps]
+				if _, err := p.mem.ReadAt(run, int64(start)); err != nil && err != io.EOF {
+					return fmt.Errorf("read memory at %#x: %w", start, err)
+				}
+				if err := w.WritePages(start, run); err != nil {
+					return err
+				}
+				j = k
+			}
+			addr += n * ps
+		}
+	}
+	return nil
+}
+
+// readBrk makes the frozen task tell its program break.
+func readBrk(tid int) (uint64, error) {
+	t, err := inject.New(tid)
+	if err != nil {
+		return 0, err
+	}
+	brk, err := t.Syscall(unix.SYS_BRK, 0)
+	if rerr := t.Restore(); err == nil {
+		err = rerr
+	}
+	return brk, err
+}

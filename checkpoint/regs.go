@@ -1,0 +1,34 @@
+package checkpoint
+
+import (
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+)
+
+// readRegs reads a stopped thread's general registers and xsave area.
+func readRegs(tid int, xsaveSize int) (*image.Regs, error) {
+	var gp unix.PtraceRegs
+	if err := unix.PtraceGetRegs(tid, &gp); err != nil {
+		return nil, os.NewSyscallError("ptrace(GETREGS)", err)
+	}
+	r := &image.Regs{GP: *(*[27]uint64)(unsafe.Pointer(&gp))}
+	if xsaveSize > 0 {
+		r.XSave = make([]byte, xsaveSize)
+		iov := unix.Iovec{Base: &r.XSave[0]}
+		iov.SetLen(xsaveSize)
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGSET, uintptr(tid),
+			unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov)), 0, 0)
+		if e != 0 {
+			return nil, os.NewSyscallError("ptrace(GETREGSET NT_X86_XSTATE)", e)
+		}
+		r.XSave = r.XSave[:iov.Len]
+	}
+	return r, nil
+}
+
+// The layout of unix.PtraceRegs must be struct user_regs_struct's.
+var _ [27 * 8]byte = [unsafe.Sizeof(unix.PtraceRegs{})]byte{}
