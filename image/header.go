@@ -43,7 +43,8 @@ func appendHeader(b []byte, h *Header) []byte {
 // order that gives the most useful message for a foreign file: magic first,
 // then version, then the facts of this version.
 func decodeHeader(h recHeader, payload []byte) (*Header, error) {
-	d := newDecoder(h, payload)
+	dec := newDecoder(h, payload)
+	d := &dec
 	if m := d.bytes(len(Magic), "magic"); m != nil && string(m) != Magic {
 		d.failAt(d.base, ErrMagic, "magic %q, want %q: not a ckptfs image", m, Magic)
 	}

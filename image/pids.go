@@ -64,7 +64,8 @@ func (pi *pidsInfo) within(ns, outer Tag) bool {
 // tag 1 downwards, numbers are positive and unique within their namespace,
 // and nr_vpids matches the depths.
 func decodePids(h recHeader, payload []byte) (*Pids, *pidsInfo, error) {
-	d := newDecoder(h, payload)
+	dec := newDecoder(h, payload)
+	d := &dec
 	nrNS := d.count("nr_ns", MaxPidNS, 4)
 	nrPids := d.count("nr_pids", MaxPids, 12)
 	vOff := d.off()

@@ -51,6 +51,8 @@ type Reader struct {
 	rec     recHeader  // the per-task record NextRecord returned
 	left    int64      // its unread payload bytes
 	skipped int        // per-task records skipped (tests use it)
+
+	scratch []byte // reused for small payloads: decoders copy what they keep
 }
 
 // NewReader returns a Reader that reads an image from r. It reads ahead of
@@ -132,6 +134,14 @@ func (r *Reader) readPayload(h recHeader) ([]byte, error) {
 	if n > MaxRecordSize {
 		return nil, r.fail(formatErr(sec, h.off, ErrTooLarge,
 			"record length %d exceeds the limit %d", h.len, MaxRecordSize))
+	}
+	if n <= 4096 {
+		// The common case (TASK records): no allocation per record.
+		if r.scratch == nil {
+			r.scratch = make([]byte, 4096)
+		}
+		buf := r.scratch[:n]
+		return buf, r.readFull(buf, true, sec, "the record")
 	}
 	var buf []byte
 	for len(buf) < n {

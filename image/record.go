@@ -92,8 +92,8 @@ type decoder struct {
 	err  error
 }
 
-func newDecoder(h recHeader, payload []byte) *decoder {
-	return &decoder{sec: recordName(h.typ), buf: payload, base: h.off + HeaderSize}
+func newDecoder(h recHeader, payload []byte) decoder {
+	return decoder{sec: recordName(h.typ), buf: payload, base: h.off + HeaderSize}
 }
 
 // off is the stream offset of the next unread byte.

@@ -27,7 +27,8 @@ func appendTail(b []byte, crc uint32, before int64) []byte {
 // checkTail checks a TAIL payload against the CRC and byte count the reader
 // computed over the stream before it.
 func checkTail(h recHeader, payload []byte, crc uint32) error {
-	d := newDecoder(h, payload)
+	dec := newDecoder(h, payload)
+	d := &dec
 	if m := d.bytes(len(TailMagic), "tail magic"); m != nil && string(m) != TailMagic {
 		d.failAt(d.base, ErrMagic, "tail magic %q, want %q", m, TailMagic)
 	}

@@ -33,7 +33,8 @@ func appendTask(b []byte, t *TaskState) []byte {
 // decodeTask decodes and checks the TASK record of task index i, whose pid
 // tag TREE says is want.
 func decodeTask(h recHeader, payload []byte, i int, want Tag) (*TaskState, error) {
-	d := newDecoder(h, payload)
+	dec := newDecoder(h, payload)
+	d := &dec
 	var t TaskState
 	t.Pid = Tag(d.u32("pid"))
 	if d.err == nil && t.Pid != want {
@@ -49,7 +50,11 @@ func decodeTask(h recHeader, payload []byte, i int, want Tag) (*TaskState, error
 	}
 	t.ExitCode = int32(d.u32("exit code"))
 	off = d.off()
-	t.Comm = d.str("comm", MaxCommLen)
+	if n := int(d.u16("comm length")); d.err == nil && n > MaxCommLen {
+		d.failAt(off, ErrTooLarge, "task %d: comm is %d bytes, at most %d allowed", i, n, MaxCommLen)
+	} else {
+		t.Comm = string(d.bytes(n, "comm"))
+	}
 	if d.err == nil && strings.IndexByte(t.Comm, 0) >= 0 {
 		d.failAt(off, ErrInvalid, "task %d: comm %q holds a NUL byte", i, t.Comm)
 	}

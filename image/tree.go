@@ -38,7 +38,8 @@ type treeContext struct {
 
 // decodeTree decodes and validates a TREE payload against ctx.
 func decodeTree(h recHeader, payload []byte, ctx treeContext) (*Tree, error) {
-	d := newDecoder(h, payload)
+	dec := newDecoder(h, payload)
+	d := &dec
 	n := d.count("nr_tasks", MaxTasks, treeEntrySize)
 	if d.err != nil {
 		return nil, d.err

@@ -136,6 +136,13 @@ func (w *Writer) WritePids(p *Pids) error {
 	if err := w.begin(RecPids, wantPids); err != nil {
 		return err
 	}
+	for i, pid := range p.Pids {
+		if len(pid.Levels) == 0 {
+			// Not expressible in the format (depth+1 numbers per pid).
+			w.err = formatErr("PIDS", w.off, ErrInvalid, "pid %d has no numbers", i+1)
+			return w.err
+		}
+	}
 	w.buf = appendPids(w.buf[:0], p)
 	rh, payload, err := w.encoded()
 	if err != nil {
