@@ -117,7 +117,7 @@ func TestPerTaskRecordMisuse(t *testing.T) {
 		return w
 	}
 	w := start()
-	wantFormatErr(t, w.WriteRecord(401, 10), ErrOrder, "record 401")
+	wantFormatErr(t, w.WriteRecord(7001, 10), ErrOrder, "record 7001")
 
 	w = start()
 	w.WriteTask(&img.Tasks[0])
@@ -125,13 +125,13 @@ func TestPerTaskRecordMisuse(t *testing.T) {
 
 	w = start()
 	w.WriteTask(&img.Tasks[0])
-	w.WriteRecord(401, 10)
+	w.WriteRecord(7001, 10)
 	w.Write(make([]byte, 5))
-	wantFormatErr(t, w.WriteTask(&img.Tasks[1]), ErrLength, "record 401")
+	wantFormatErr(t, w.WriteTask(&img.Tasks[1]), ErrLength, "record 7001")
 
 	w = start()
 	w.WriteTask(&img.Tasks[0])
-	w.WriteRecord(401, 10)
+	w.WriteRecord(7001, 10)
 	if _, err := w.Write(make([]byte, 11)); !errors.Is(err, ErrLength) {
 		t.Errorf("overlong payload: %v", err)
 	}
@@ -145,5 +145,5 @@ func TestPerTaskRecordMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := io.ReadAll(r)
-	wantFormatErr(t, err, ErrTruncated, "record 401")
+	wantFormatErr(t, err, ErrTruncated, "record 7001")
 }

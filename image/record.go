@@ -48,6 +48,12 @@ func recordName(typ uint32) string {
 		return "TASK"
 	case RecTail:
 		return "TAIL"
+	case RecRegs:
+		return "REGS"
+	case RecMM:
+		return "MM"
+	case RecPages:
+		return "PAGES"
 	}
 	return fmt.Sprintf("record %d", typ)
 }
