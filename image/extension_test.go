@@ -145,5 +145,5 @@ func TestPerTaskRecordMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := io.ReadAll(r)
-	wantFormatErr(t, err, ErrTruncated, "record 7001")
+	wantFormatErr(t, err, ErrTruncated, "MM")
 }
