@@ -36,6 +36,9 @@ type Task struct {
 	// Pending is a signal that arrived while we drove the task; it must be
 	// delivered when the task is let go.
 	Pending int
+	// Child is the tid (in the tracer's namespace) of the task the last
+	// injected fork or clone created, from its ptrace event.
+	Child int
 }
 
 // New prepares tid, which must be in a ptrace stop, for injection.
@@ -131,8 +134,15 @@ func (t *Task) step() error {
 			continue
 		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0:
 			return nil // the single-step trap
+		case ws.TrapCause() == unix.PTRACE_EVENT_CLONE || ws.TrapCause() == unix.PTRACE_EVENT_FORK ||
+			ws.TrapCause() == unix.PTRACE_EVENT_VFORK:
+			msg, err := unix.PtraceGetEventMsg(t.Tid)
+			if err != nil {
+				return os.NewSyscallError("ptrace(GETEVENTMSG)", err)
+			}
+			t.Child = int(msg)
 		case ws.TrapCause() != 0:
-			// An event stop (clone, exec, exit, group-stop): carry on.
+			// Another event stop (exec, exit, group-stop): carry on.
 		default:
 			// A signal meant for the task: hold it back until release.
 			t.Pending = int(ws.StopSignal())
@@ -183,4 +193,49 @@ func wrap(op string, err error) error {
 		return os.NewSyscallError(op, err)
 	}
 	return nil
+}
+
+// Exit makes the task exit as a process that called exit_group(code) or,
+// with sig != 0, that was killed by sig, and waits for its death. The
+// tracer's wait consumes only the ptrace report: the task stays a zombie
+// for its real parent, which sees the same wait status the original had.
+func (t *Task) Exit(code, sig int) error {
+	if sig != 0 {
+		// Queue the signal to itself; it is delivered when the task runs.
+		pid, err := t.Syscall(unix.SYS_GETPID)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_KILL, pid, uint64(sig)); err != nil {
+			return err
+		}
+		if err := t.Restore(); err != nil {
+			return err
+		}
+	} else {
+		regs := t.Saved
+		regs.Rip, regs.Orig_rax = t.Site, ^uint64(0)
+		regs.Rax, regs.Rdi = unix.SYS_EXIT_GROUP, uint64(code)
+		if err := unix.PtraceSetRegs(t.Tid, &regs); err != nil {
+			return os.NewSyscallError("ptrace(SETREGS)", err)
+		}
+	}
+	deliver := 0
+	for {
+		if err := unix.PtraceCont(t.Tid, deliver); err != nil {
+			return os.NewSyscallError("ptrace(CONT)", err)
+		}
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(t.Tid, &ws, unix.WALL, nil); err != nil && err != unix.EINTR {
+			return os.NewSyscallError("wait4", err)
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return nil
+		case ws.Stopped() && ws.TrapCause() == 0:
+			deliver = int(ws.StopSignal()) // let the signal do its work
+		default:
+			deliver = 0
+		}
+	}
 }
