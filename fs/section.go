@@ -72,9 +72,14 @@ func (f *sectionFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	if err != nil {
 		return nil, 0, f.fail("open", err)
 	}
-	// direct_io: the kernel must not serve one snapshot's bytes from its
-	// page cache for a read of the next.
-	return &sectionHandle{file: f, snap: snap, keeper: s}, fuse.FOPEN_DIRECT_IO, 0
+	h := &sectionHandle{file: f, snap: snap, keeper: s}
+	if f.kind == kindImage {
+		// Passthrough (see PassthroughFd) where the kernel allows it;
+		// else the page cache, which open invalidates (no KEEP_CACHE),
+		// so one snapshot's bytes are never served for the next.
+		return h, 0, 0
+	}
+	return h, fuse.FOPEN_DIRECT_IO, 0
 }
 
 func (f *sectionFile) fail(op string, err error) syscall.Errno {
@@ -104,4 +109,17 @@ var _ = (gofs.FileReleaser)((*sectionHandle)(nil))
 func (h *sectionHandle) Release(ctx context.Context) syscall.Errno {
 	h.keeper.put(h.snap)
 	return 0
+}
+
+var _ = (gofs.FilePassthroughFder)((*sectionHandle)(nil))
+
+// PassthroughFd lets the kernel read the image straight from the snapshot's
+// spool. go-fuse registers it once per inode while any handle is open, and
+// every handle open at once reads the same snapshot, so the registered
+// spool is always the right one.
+func (h *sectionHandle) PassthroughFd() (int, bool) {
+	if h.file.kind != kindImage {
+		return 0, false
+	}
+	return int(h.snap.spool.Fd()), true
 }
