@@ -9,11 +9,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/restart"
 )
 
 func runInspect(args []string) error {
 	flags := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
 	asJSON := flags.Bool("json", false, "print JSON instead of text")
+	asPlan := flags.Bool("plan", false, "print how restart would rebuild the forest")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -35,6 +37,24 @@ func runInspect(args []string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	w := bufio.NewWriter(os.Stdout)
+	if *asPlan {
+		if !sections.Has(image.SecPids | image.SecTree) {
+			return fmt.Errorf("%s: a plan needs the PIDS and TREE sections (have %v)", name, sections)
+		}
+		forest := restart.ForestOf(img)
+		if !sections.Has(image.SecHeader) {
+			forest.Mode = image.ModeSubtree
+		}
+		plan, err := restart.MakePlan(forest)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		err = plan.WriteText(w)
+		if err == nil {
+			err = w.Flush()
+		}
+		return err
+	}
 	if *asJSON {
 		err = image.WriteJSON(w, img, sections)
 	} else {

@@ -4,6 +4,7 @@
 //	ckptfs mount [MOUNTPOINT]          serve /mnt/ckpt (default) in the foreground
 //	ckptfs checkpoint PID [-o FILE]    write the image of PID's subtree
 //	ckptfs inspect [--json] FILE|-     describe an image, pids or tree file
+//	ckptfs restore FILE                restart the tree of an image
 //
 // This package only parses flags; the work is in fs, checkpoint and image.
 package main
@@ -12,6 +13,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	// The restart seed runs before the Go runtime when ckptfs re-executes
+	// itself to grow a restored forest.
+	_ "github.com/ckptfs/ckptfs/internal/seed"
 )
 
 type command struct {
@@ -22,7 +27,8 @@ type command struct {
 var commands = []command{
 	{"mount", "[MOUNTPOINT]", "serve checkpoints of live processes as files (default /mnt/ckpt)", runMount},
 	{"checkpoint", "PID [-o FILE]", "write the image of the subtree rooted at PID", runCheckpoint},
-	{"inspect", "[--json] FILE|-", "describe an image, or a pids or tree file", runInspect},
+	{"inspect", "[--json|--plan] FILE|-", "describe an image, a pids or tree file, or its restart plan", runInspect},
+	{"restore", "FILE|-", "restart the tree of an image", runRestore},
 }
 
 func main() {

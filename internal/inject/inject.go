@@ -19,11 +19,16 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
+
+// StepTimeout bounds one injected call: a task that never comes back (a
+// call blocked for good) fails the operation instead of hanging it.
+var StepTimeout = 10 * time.Second
 
 // syscallInsn is x86-64's `syscall`.
 var syscallInsn = []byte{0x0f, 0x05}
@@ -119,30 +124,36 @@ func (t *Task) step() error {
 		return os.NewSyscallError("ptrace(SINGLESTEP)", err)
 	}
 	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(t.Tid, &ws, unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
-		}
+		ws, err := waitTimeout(t.Tid, StepTimeout)
 		if err != nil {
-			return os.NewSyscallError("wait4", err)
+			return err
 		}
+		if os.Getenv("CKPTFS_DEBUG_INJECT") != "" {
+			var r unix.PtraceRegs
+			unix.PtraceGetRegs(t.Tid, &r)
+			fmt.Fprintf(os.Stderr, "inject %d: status %#x sig %v cause %d rip %#x\n", t.Tid, uint32(ws), ws.StopSignal(), ws.TrapCause(), r.Rip)
+		}
+		event := int(ws) >> 16 & 0xff
 		switch {
 		case ws.Exited() || ws.Signaled():
 			return fmt.Errorf("task died (%v)", describe(ws))
 		case !ws.Stopped():
 			continue
-		case ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == 0:
-			return nil // the single-step trap
-		case ws.TrapCause() == unix.PTRACE_EVENT_CLONE || ws.TrapCause() == unix.PTRACE_EVENT_FORK ||
-			ws.TrapCause() == unix.PTRACE_EVENT_VFORK:
+		case event == unix.PTRACE_EVENT_CLONE || event == unix.PTRACE_EVENT_FORK ||
+			event == unix.PTRACE_EVENT_VFORK:
 			msg, err := unix.PtraceGetEventMsg(t.Tid)
 			if err != nil {
 				return os.NewSyscallError("ptrace(GETEVENTMSG)", err)
 			}
 			t.Child = int(msg)
-		case ws.TrapCause() != 0:
+		case event != 0:
 			// Another event stop (exec, exit, group-stop): carry on.
+		case ws.StopSignal() == unix.SIGTRAP:
+			return nil // the single-step trap
+		case isFault(ws.StopSignal()):
+			var regs unix.PtraceRegs
+			unix.PtraceGetRegs(t.Tid, &regs)
+			return fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
 		default:
 			// A signal meant for the task: hold it back until release.
 			t.Pending = int(ws.StopSignal())
@@ -179,6 +190,36 @@ func WriteMem(tid int, addr uint64, buf []byte) error {
 	defer f.Close()
 	_, err = f.WriteAt(buf, int64(addr))
 	return err
+}
+
+// isFault reports signals the injected instruction itself raised: stepping
+// again would only raise them again.
+func isFault(sig unix.Signal) bool {
+	return sig == unix.SIGSEGV || sig == unix.SIGBUS || sig == unix.SIGILL || sig == unix.SIGFPE
+}
+
+// waitTimeout waits for tid to change state, for at most timeout.
+func waitTimeout(tid int, timeout time.Duration) (unix.WaitStatus, error) {
+	deadline := time.Now().Add(timeout)
+	for spins := 0; ; spins++ {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return ws, os.NewSyscallError("wait4", err)
+		case pid == tid:
+			return ws, nil
+		case time.Now().After(deadline):
+			stack, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/stack")
+			return ws, fmt.Errorf("no stop within %v (kernel stack: %q): %w", timeout, stack, unix.ETIMEDOUT)
+		}
+		// Most calls return within microseconds: spin briefly, then sleep.
+		if spins > 100 {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
 }
 
 func describe(ws unix.WaitStatus) string {

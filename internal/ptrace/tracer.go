@@ -11,6 +11,12 @@ import (
 	"runtime"
 )
 
+// The main goroutine keeps the main thread for itself: the kernel will not
+// let the main thread of a process exit, so a tracer goroutine that ran on
+// it would be parked forever when it ends instead of taking its tracees
+// along. Locking here, in init, keeps every other goroutine off it.
+func init() { runtime.LockOSThread() }
+
 // ErrClosed is returned for requests made after Close.
 var ErrClosed = errors.New("ptrace: tracer closed")
 

@@ -30,7 +30,10 @@ func Start() (*exec.Cmd, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, "seed")
-	cmd.Env = []string{Env}
+	// No rseq area: the kernel writes to a registered one on every return
+	// to user space, and restart unmaps the seed's memory from under its
+	// copies (the restored tasks' own registrations come with their state).
+	cmd.Env = []string{Env, "GLIBC_TUNABLES=glibc.pthread.rseq=0"}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start seed: %w", err)
 	}

@@ -1,0 +1,118 @@
+package restart
+
+import (
+	"testing"
+
+	"github.com/ckptfs/ckptfs/image"
+)
+
+// world scripts an original forest on the model: a host, a root, and
+// whatever the test does to them. check() then checkpoints it (Snapshot),
+// plans, executes and compares.
+type world struct {
+	t    testing.TB
+	h    *Host
+	m    *Model
+	root *Process
+	mode image.Mode
+}
+
+func newContainerWorld(t testing.TB) *world {
+	h, err := NewHost(image.ModeContainer, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, h: h, m: h.Model, mode: image.ModeContainer}
+	w.root = w.clone(h.Restorer, CloneNewPID)
+	return w
+}
+
+// newSubtreeWorld: the restorer-like parent of the subtree is a subreaper;
+// with visible it also leads its session (TagRoot), else its session is
+// from the host namespace (TagAncestor).
+func newSubtreeWorld(t testing.TB, visible bool) *world {
+	h, err := NewHost(image.ModeSubtree, visible)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, h: h, m: h.Model, mode: image.ModeSubtree}
+	w.root = w.clone(h.Restorer, 0)
+	return w
+}
+
+func (w *world) clone(p *Process, flags CloneFlags) *Process {
+	w.t.Helper()
+	c, err := w.m.Clone(p, flags, nil, nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return c
+}
+
+func (w *world) fork(p *Process) *Process   { w.t.Helper(); return w.clone(p, 0) }
+func (w *world) newpid(p *Process) *Process { w.t.Helper(); return w.clone(p, CloneNewPID) }
+func (w *world) thread(p *Process) *Process { w.t.Helper(); return w.clone(p, CloneThread) }
+
+func (w *world) setsid(p *Process) {
+	w.t.Helper()
+	if err := w.m.Setsid(p); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// setpgid: target joins the group led by (or named after) g; g == target
+// creates its own group. Done by target itself.
+func (w *world) setpgid(target, g *Process) {
+	w.t.Helper()
+	if err := w.m.Setpgid(target, 0, g.Nr(target.NS)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) exit(p *Process, status int32) {
+	w.t.Helper()
+	if err := w.m.Exit(p, status); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) exitReaped(p *Process) {
+	w.t.Helper()
+	parent := p.Parent
+	w.exit(p, 0)
+	if _, err := w.m.Wait(parent, p.Nr(parent.NS)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) forest() Forest {
+	w.t.Helper()
+	f, err := Snapshot(w.root, w.mode)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return f
+}
+
+// check plans the world's forest, executes the plan on a fresh model and
+// compares. It returns the plan.
+func (w *world) check() *Plan {
+	w.t.Helper()
+	return checkForest(w.t, w.forest())
+}
+
+func checkForest(t testing.TB, f Forest) *Plan {
+	t.Helper()
+	p, err := MakePlan(f)
+	if err != nil {
+		t.Fatalf("MakePlan: %v\nforest:\n%v", err, f)
+	}
+	out, err := Execute(p)
+	if err != nil {
+		t.Fatalf("Execute: %v\nforest:\n%v\n%v", err, f, p)
+	}
+	if err := SameForest(f, out); err != nil {
+		t.Fatalf("%v\nforest:\n%v\n%v", err, f, p)
+	}
+	return p
+}

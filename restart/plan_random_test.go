@@ -1,0 +1,171 @@
+package restart
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// TestPlanRandom grows random forests on the model by the system calls a
+// real tree uses (fork, clone with CLONE_NEWPID or CLONE_PARENT, threads,
+// setsid, setpgid, exit with or without reaping, child subreapers), then
+// checkpoints, plans, executes and compares each one.
+//
+// The generator avoids one thing: a namespace init never exits while its
+// namespace holds another task, since the kernel would kill them all, and
+// pids of a dead namespace still used as a group or session would need a
+// namespace with no init to be recreated, which clone3 cannot do.
+func TestPlanRandom(t *testing.T) {
+	seeds := 2000
+	if testing.Short() {
+		seeds = 300
+	}
+	for seed := range seeds {
+		var log strings.Builder
+		w := randomWorld(t, uint64(seed), &log)
+		f := w.forest()
+		p, err := MakePlan(f)
+		if err == nil {
+			var out Forest
+			if out, err = Execute(p); err == nil {
+				err = SameForest(f, out)
+			}
+		}
+		if err != nil {
+			t.Fatalf("seed %d: %v\nops:\n%s\nforest:\n%v", seed, err, log.String(), f)
+		}
+	}
+}
+
+func randomWorld(t testing.TB, seed uint64, log *strings.Builder) *world {
+	r := rand.New(rand.NewPCG(seed, 0x636b707466730a))
+	var w *world
+	switch r.IntN(3) {
+	case 0:
+		w = newSubtreeWorld(t, r.IntN(2) == 0)
+		if r.IntN(2) == 0 {
+			w.root.Subreaper = true // so orphans stay in the tree
+		}
+	default:
+		w = newContainerWorld(t)
+	}
+	m := w.m
+	fmt.Fprintf(log, "%s mode\n", w.mode)
+	statuses := []int32{0, 1 << 8, 2 << 8, 9, 15, 0x86}
+	nops := 5 + r.IntN(40)
+	for range nops {
+		live := w.live()
+		p := live[r.IntN(len(live))]
+		op := r.IntN(100)
+		var err error
+		var what string
+		switch {
+		case op < 28:
+			_, err = m.Clone(p, 0, nil, nil)
+			what = "fork"
+		case op < 34:
+			if p.NS.Level < 4 {
+				_, err = m.Clone(p, CloneNewPID, nil, nil)
+				what = "clone NEWPID"
+			}
+		case op < 39:
+			_, err = m.Clone(p, CloneThread, nil, nil)
+			what = "thread"
+		case op < 44:
+			if p != w.root {
+				_, err = m.Clone(p, CloneParent, nil, nil)
+				what = "clone PARENT"
+			}
+		case op < 54:
+			err = m.Setsid(p)
+			what = "setsid"
+		case op < 70:
+			target := p
+			if len(p.children) > 0 && r.IntN(2) == 0 {
+				target = p.children[r.IntN(len(p.children))]
+			}
+			all := m.Processes()
+			q := all[r.IntN(len(all))]
+			pgid := q.PGid(p.NS)
+			if r.IntN(2) == 0 {
+				pgid = q.Nr(p.NS)
+			}
+			pid := int32(0)
+			if target != p {
+				pid = target.Nr(p.NS)
+			}
+			if pgid != 0 {
+				err = m.Setpgid(p, pid, pgid)
+				what = fmt.Sprintf("setpgid(%d, %d)", pid, pgid)
+			}
+		case op < 86:
+			if p == w.root || p.NS.Init == p && w.others(p) {
+				break
+			}
+			parent := p.Parent
+			err = m.Exit(p, statuses[r.IntN(len(statuses))])
+			what = "exit"
+			if err == nil && r.IntN(2) == 0 && parent.State == Alive {
+				_, err = m.Wait(parent, p.Nr(parent.NS))
+				what = "exit+reap"
+			}
+		case op < 92:
+			for _, q := range w.tree() {
+				if q.State == Zombie && q.Parent.State == Alive {
+					_, err = m.Wait(q.Parent, q.Nr(q.Parent.NS))
+					what = fmt.Sprintf("reap %v", q.NSpid())
+					break
+				}
+			}
+		case op < 95:
+			err = m.SetSubreaper(p, true)
+			what = "subreaper"
+		default:
+			_, err = m.Clone(p, 0, nil, nil)
+			what = "fork"
+		}
+		if what != "" {
+			fmt.Fprintf(log, "  %v %s: %v\n", p.NSpid(), what, err)
+		}
+	}
+	return w
+}
+
+// tree lists the processes of the world's tree (thread group leaders, alive
+// or zombie), root first.
+func (w *world) tree() []*Process {
+	var out []*Process
+	var visit func(p *Process)
+	visit = func(p *Process) {
+		out = append(out, p)
+		for _, c := range p.children {
+			if c.State != Reaped {
+				visit(c)
+			}
+		}
+	}
+	visit(w.root)
+	return out
+}
+
+// live lists the living processes of the tree.
+func (w *world) live() []*Process {
+	var out []*Process
+	for _, p := range w.tree() {
+		if p.State == Alive {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// others reports whether init's namespace holds another task.
+func (w *world) others(init *Process) bool {
+	for _, q := range w.m.Processes() {
+		if q != init && q.Leader != init && q.Nr(init.NS) != 0 {
+			return true
+		}
+	}
+	return false
+}

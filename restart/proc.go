@@ -1,0 +1,164 @@
+package restart
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/inject"
+	"github.com/ckptfs/ckptfs/internal/ptrace"
+)
+
+// proc is a task of the forest under construction: stopped, traced by the
+// restorer's tracer thread, and driven by injected system calls. Every
+// method must run on that thread.
+type proc struct {
+	tid int // in the restorer's pid namespace
+	inj *inject.Task
+}
+
+// traceOptions make every task the forest's tasks create traced from birth,
+// and kill the whole half-built forest if the restorer dies.
+const traceOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK |
+	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_EXITKILL
+
+// seize takes over the stopped seed.
+func seize(tid int) (*proc, error) {
+	if err := ptrace.Seize(tid, traceOptions); err != nil {
+		return nil, err
+	}
+	if err := ptrace.Interrupt(tid); err != nil {
+		return nil, err
+	}
+	if _, err := ptrace.WaitStop(tid, 5*time.Second); err != nil {
+		return nil, err
+	}
+	return adopt(tid)
+}
+
+func adopt(tid int) (*proc, error) {
+	inj, err := inject.New(tid)
+	if err != nil {
+		return nil, err
+	}
+	return &proc{tid: tid, inj: inj}, nil
+}
+
+// scratch is where injected calls find their in-memory arguments: below the
+// stack pointer of the seed's copy, inside its stack mapping, beyond the red
+// zone. Only valid before the task's own memory is restored.
+func (p *proc) scratch() uint64 { return (p.inj.Saved.Rsp - 4096) &^ 63 }
+
+// clone makes p call clone3 with flags, exit signal and set_tid (innermost
+// namespace first), and returns the new task once it has stopped.
+func (p *proc) clone(flags uint64, exitSignal int, setTid []int32) (*proc, error) {
+	const argsSize = 88 // struct clone_args up to cgroup (CLONE_ARGS_SIZE_VER2)
+	addr := p.scratch()
+	buf := make([]byte, argsSize+4*len(setTid))
+	le := binary.LittleEndian
+	le.PutUint64(buf[0:], flags)
+	le.PutUint64(buf[32:], uint64(exitSignal))
+	if len(setTid) > 0 {
+		le.PutUint64(buf[64:], addr+argsSize)
+		le.PutUint64(buf[72:], uint64(len(setTid)))
+		for i, nr := range setTid {
+			le.PutUint32(buf[argsSize+4*i:], uint32(nr))
+		}
+	}
+	if err := inject.WriteMem(p.tid, addr, buf); err != nil {
+		return nil, fmt.Errorf("write clone_args: %w", err)
+	}
+	p.inj.Child = 0
+	if _, err := p.inj.Syscall(unix.SYS_CLONE3, addr, argsSize); err != nil {
+		return nil, err
+	}
+	if p.inj.Child == 0 {
+		return nil, fmt.Errorf("clone3 reported no child")
+	}
+	child := p.inj.Child
+	// The child starts traced, in a stop of its own.
+	if _, err := ptrace.WaitStop(child, 5*time.Second); err != nil {
+		return nil, fmt.Errorf("new task %d: %w", child, err)
+	}
+	return adopt(child)
+}
+
+// syscall runs one injected system call in p.
+func (p *proc) syscall(nr uintptr, args ...uint64) (uint64, error) {
+	return p.inj.Syscall(nr, args...)
+}
+
+// exit makes p die with the given wait status (an exit code, or a signal).
+func (p *proc) exit(status int32) error {
+	ws := unix.WaitStatus(status)
+	if ws.Signaled() {
+		// No core file: the restored zombie only has to carry the status.
+		if _, err := p.syscall(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, p.scratchZero(), 0); err != nil {
+			return err
+		}
+		return p.inj.Exit(0, int(ws.Signal()))
+	}
+	return p.inj.Exit(ws.ExitStatus(), 0)
+}
+
+// scratchZero writes a zeroed struct rlimit to scratch memory.
+func (p *proc) scratchZero() uint64 {
+	addr := p.scratch()
+	inject.WriteMem(p.tid, addr, make([]byte, 16))
+	return addr
+}
+
+// kill ends a task of a failed restore and collects the tracer's report
+// of its death, which releases it to its parent (the seed, or an init) to
+// reap. PTRACE_O_EXITKILL covers the restorer's own death.
+func (p *proc) kill() {
+	unix.Kill(p.tid, unix.SIGKILL)
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(p.tid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || ws.Exited() || ws.Signaled() {
+			return
+		}
+	}
+}
+
+// refreshSite finds the task's syscall instruction again: its vDSO moves
+// when its (possibly shared) address space is restored.
+func (p *proc) refreshSite() error {
+	site, err := inject.FindSite(p.tid)
+	if err != nil {
+		return err
+	}
+	p.inj.Site = site
+	return nil
+}
+
+// setComm gives the task its name back (PR_SET_NAME names the calling
+// thread), once its memory is restored: the name is passed below the
+// saved stack pointer, beyond the red zone, where a signal frame could
+// land as well, and those bytes are put back afterwards.
+func (p *proc) setComm(comm string, rsp uint64) error {
+	if err := p.refreshSite(); err != nil {
+		return err
+	}
+	addr := (rsp - 512) &^ 15
+	saved := make([]byte, 16)
+	if err := inject.ReadMem(p.tid, addr, saved); err != nil {
+		return fmt.Errorf("set comm: %w", err)
+	}
+	name := make([]byte, 16)
+	copy(name, comm)
+	if err := inject.WriteMem(p.tid, addr, name); err != nil {
+		return fmt.Errorf("set comm: %w", err)
+	}
+	_, err := p.syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, addr)
+	if werr := inject.WriteMem(p.tid, addr, saved); err == nil {
+		err = werr
+	}
+	return err
+}

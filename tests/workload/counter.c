@@ -1,0 +1,111 @@
+// counter: a self-verifying workload for restart.
+//
+//	counter REPORT MIB
+//
+// It fills MIB MiB of heap with words it can recompute, then forever: bumps
+// a counter, rewrites a word of the buffer (so that pages change between a
+// checkpoint and a restore), holds values in AVX registers through a busy
+// loop, and about every 20 ms appends a line to REPORT:
+//
+//	pid=P n=N mem=ok fpu=ok
+//
+// REPORT is opened by path for every line: restart does not bring back open
+// files yet. A process that was restarted instead of resumed would write a
+// second "start" line and count from 1 again; one whose memory or registers
+// were lost writes "bad". The test reads the file.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *report;
+static uint64_t *buf;
+static size_t words;
+static uint64_t expected_sum; // sum of buf, kept up to date incrementally
+
+static void say(const char *line)
+{
+	int fd = open(report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		_exit(3);
+	if (write(fd, line, strlen(line)) < 0)
+		_exit(4);
+	close(fd);
+}
+
+static uint64_t word(size_t i) { return i * 0x9e3779b97f4a7c15ull; }
+
+// fpu_ok loads 64 bytes derived from n into ymm12 and ymm13, spins, and
+// checks that the registers still hold them. A checkpoint usually lands
+// inside the spin, so the values live only in the registers at the cut.
+static int fpu_ok(uint64_t n)
+{
+	uint64_t in[8], out[8];
+
+	for (int i = 0; i < 8; i++)
+		in[i] = (n + 1) * 0x0101010101010101ull * (i + 1);
+	__asm__ volatile(
+		"vmovdqu (%[in]), %%ymm12\n\t"
+		"vmovdqu 32(%[in]), %%ymm13\n\t"
+		"mov $200000, %%rcx\n"
+		"1:\n\t"
+		"pause\n\t"
+		"dec %%rcx\n\t"
+		"jnz 1b\n\t"
+		"vmovdqu %%ymm12, (%[out])\n\t"
+		"vmovdqu %%ymm13, 32(%[out])\n\t"
+		"vzeroupper\n\t"
+		:
+		: [in] "r"(in), [out] "r"(out)
+		: "rcx", "xmm12", "xmm13", "memory");
+	return memcmp(in, out, sizeof in) == 0;
+}
+
+int main(int argc, char **argv)
+{
+	char line[256];
+	uint64_t n = 0;
+	struct timespec last = {0}, now;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: counter REPORT MIB\n");
+		return 2;
+	}
+	report = argv[1];
+	words = (size_t)atol(argv[2]) * (1 << 20) / sizeof *buf;
+	if (words == 0)
+		words = 512;
+	buf = malloc(words * sizeof *buf);
+	if (buf == NULL)
+		return 5;
+	for (size_t i = 0; i < words; i++) {
+		buf[i] = word(i);
+		expected_sum += buf[i];
+	}
+	snprintf(line, sizeof line, "start pid=%d\n", getpid());
+	say(line);
+	for (;;) {
+		n++;
+		size_t i = (n * 4099) % words;
+		expected_sum -= buf[i];
+		buf[i] = word(i) + n;
+		expected_sum += buf[i];
+		int fpu = fpu_ok(n);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!fpu || (now.tv_sec - last.tv_sec) * 1000000000L + (now.tv_nsec - last.tv_nsec) > 20000000L) {
+			uint64_t sum = 0;
+
+			for (size_t j = 0; j < words; j++)
+				sum += buf[j];
+			snprintf(line, sizeof line, "pid=%d n=%llu mem=%s fpu=%s\n", getpid(),
+				 (unsigned long long)n, sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
+			say(line);
+			last = now;
+		}
+	}
+}
