@@ -68,6 +68,10 @@ func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 var _ = (gofs.NodeLookuper)((*root)(nil))
 
 func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == "restore" {
+		out.Mode = fuse.S_IFDIR | 0o755
+		return r.GetChild(name), 0
+	}
 	pid, err := strconv.Atoi(name)
 	if err != nil || pid <= 0 || strconv.Itoa(pid) != name {
 		return nil, syscall.ENOENT
