@@ -52,7 +52,11 @@ func (f *forest) build() (*image.Pids, *image.Tree, error) {
 		var e image.Task
 		e.Pid = f.taskPid(t)
 		e.Depth = uint32(len(t.ns) - 1)
-		if i > 0 {
+		if t.tid != t.tgid && f.byPid[t.tgid] != nil && t.tgid == f.tasks[0].tid {
+			// A thread shares its leader's parent: for the root's
+			// threads that parent is outside the tree.
+			e.PPid = image.TagAncestor
+		} else if i > 0 {
 			parent, ok := f.byPid[t.status.PPid]
 			if !ok {
 				return nil, nil, taskErr(t.tid, "tree",

@@ -80,10 +80,14 @@ func (e *executor) step(st Step) error {
 // when it lies below the actor's own.
 func (e *executor) clone(actor *proc, s Clone) error {
 	flags := uint64(s.Flags)
+	// clone3 wants no exit signal with CLONE_PARENT (the child takes its
+	// creator's) or CLONE_THREAD.
 	exitSignal := int(unix.SIGCHLD)
+	if s.Flags&(CloneThread|CloneParent) != 0 {
+		exitSignal = 0
+	}
 	if s.Flags&CloneThread != 0 {
 		flags |= cloneExtra
-		exitSignal = 0
 	}
 	own := e.plan.Procs[s.Actor].NS
 	enter := s.Flags&CloneNewPID == 0 && s.NS != own && s.NS != 0

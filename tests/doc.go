@@ -1,0 +1,9 @@
+// Package tests holds the integration tests of ckptfs: they build the real
+// binary and the C workloads under workload/, mount the filesystem for real,
+// start process trees and compare what ckptfs reports with /proc.
+//
+// They need root and /dev/fuse; without them they are skipped, unless
+// CKPTFS_REQUIRE_ROOT=1 (set by CI), which turns the skip into a failure.
+// Run them one package at a time: go test -count=1 -p 1 ./tests/
+// CKPTFS_TEST_DEBUG=1 mounts with --debug (every FUSE request in the log).
+package tests
