@@ -128,11 +128,6 @@ func (t *Task) step() error {
 		if err != nil {
 			return err
 		}
-		if os.Getenv("CKPTFS_DEBUG_INJECT") != "" {
-			var r unix.PtraceRegs
-			unix.PtraceGetRegs(t.Tid, &r)
-			fmt.Fprintf(os.Stderr, "inject %d: status %#x sig %v cause %d rip %#x\n", t.Tid, uint32(ws), ws.StopSignal(), ws.TrapCause(), r.Rip)
-		}
 		event := int(ws) >> 16 & 0xff
 		switch {
 		case ws.Exited() || ws.Signaled():
@@ -261,7 +256,10 @@ func (t *Task) Exit(code, sig int) error {
 			return os.NewSyscallError("ptrace(SETREGS)", err)
 		}
 	}
-	deliver := 0
+	// The signal may already have stopped the task during the kill call;
+	// it was held back then, and is handed over now.
+	deliver := t.Pending
+	t.Pending = 0
 	for {
 		if err := unix.PtraceCont(t.Tid, deliver); err != nil {
 			return os.NewSyscallError("ptrace(CONT)", err)
@@ -273,7 +271,7 @@ func (t *Task) Exit(code, sig int) error {
 		switch {
 		case ws.Exited() || ws.Signaled():
 			return nil
-		case ws.Stopped() && ws.TrapCause() == 0:
+		case ws.Stopped() && int(ws)>>16 == 0 && ws.StopSignal() != unix.SIGTRAP:
 			deliver = int(ws.StopSignal()) // let the signal do its work
 		default:
 			deliver = 0
