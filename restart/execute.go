@@ -26,15 +26,10 @@ type executor struct {
 func (e *executor) run() error {
 	for i, st := range e.plan.Steps {
 		if err := e.step(st); err != nil {
-			return fmt.Errorf("step %d (%s): %w", i+1, e.describe(st), err)
+			return fmt.Errorf("step %d (%s): %w", i+1, e.plan.StepString(i), err)
 		}
 	}
 	return nil
-}
-
-func (e *executor) describe(st Step) string {
-	a := e.plan.Procs[st.ActorID()]
-	return fmt.Sprintf("%T by %s %v", st, a.Kind, a.NSpid)
 }
 
 func (e *executor) step(st Step) error {

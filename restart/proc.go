@@ -146,7 +146,11 @@ func (p *proc) setComm(comm string, rsp uint64) error {
 	if err := p.refreshSite(); err != nil {
 		return err
 	}
-	addr := (rsp - 512) &^ 15
+	return p.setCommAt(comm, (rsp-512)&^15)
+}
+
+// setCommAt names the task, passing the name through its memory at addr.
+func (p *proc) setCommAt(comm string, addr uint64) error {
 	saved := make([]byte, 16)
 	if err := inject.ReadMem(p.tid, addr, saved); err != nil {
 		return fmt.Errorf("set comm: %w", err)

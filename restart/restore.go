@@ -137,7 +137,14 @@ func (rs *restorer) tasks() error {
 		}
 		p := rs.ex.procs[id]
 		if ts.State == 'Z' {
-			if err := rs.tr.Do(func() error { return p.exit(ts.ExitCode) }); err != nil {
+			err := rs.tr.Do(func() error {
+				// Its memory is still the seed's: name it from there.
+				if err := p.setCommAt(ts.Comm, p.scratch()); err != nil {
+					return err
+				}
+				return p.exit(ts.ExitCode)
+			})
+			if err != nil {
 				return fmt.Errorf("pid %d: make zombie: %w", p.tid, err)
 			}
 			rs.dead[id] = true

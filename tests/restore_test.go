@@ -1,0 +1,312 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// outcome is what restore/<name> reads after a restart.
+type outcome struct {
+	State string `json:"state"`
+	Error string `json:"error"`
+	Root  int    `json:"root"`
+	Seed  int    `json:"seed"`
+	Tasks []struct {
+		Image []int `json:"image"`
+		Now   []int `json:"now"`
+		Host  int   `json:"host"`
+	} `json:"tasks"`
+}
+
+// forestOf summarises a checkpoint report's tree: every number a task
+// refers to, relative to the root's namespace, with its state, exit status
+// and name. Two checkpoints of the same forest give the same summary,
+// wherever the forest runs.
+func forestOf(r *report) string {
+	var b strings.Builder
+	for _, tk := range r.Tasks {
+		fmt.Fprintf(&b, "pid %v ppid %v tgid %v pgid %v sid %v depth %d", tk.Pid, tk.PPid, tk.TGid, tk.PGid, tk.Sid, tk.Depth)
+		if tk.State != nil {
+			fmt.Fprintf(&b, " state %s", *tk.State)
+		}
+		if tk.ExitCode != nil {
+			fmt.Fprintf(&b, " exit %d", *tk.ExitCode)
+		}
+		if tk.Comm != nil {
+			fmt.Fprintf(&b, " comm %s", *tk.Comm)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// checkpointTo copies <pid>/image through the mount into a file.
+func checkpointTo(t *testing.T, m *mount, pid int, file string) *report {
+	t.Helper()
+	if r := run(t, cmdTimeout, nil, "cp", m.path(pid, "image"), file); r.code != 0 {
+		t.Fatalf("checkpoint %d: %s", pid, r)
+	}
+	return inspect(t, file)
+}
+
+// restoreFile copies an image into restore/ and reads the outcome. It
+// arranges for the restored tree to be killed when the test ends.
+func restoreFile(t *testing.T, m *mount, file, name string) (outcome, result) {
+	t.Helper()
+	r := run(t, cmdTimeout, nil, "cp", file, m.path("restore", name))
+	var out outcome
+	data, err := os.ReadFile(m.path("restore", name))
+	if err != nil {
+		t.Fatalf("read restore/%s: %v", name, err)
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatalf("restore/%s is not JSON: %v\n%s", name, err, data)
+	}
+	if out.Seed != 0 {
+		seed := out.Seed
+		t.Cleanup(func() { killTree(t, seed); syscall.Kill(seed, syscall.SIGKILL) })
+	}
+	return out, r
+}
+
+// killWorkload ends a workload's whole tree now, so that its pids are free.
+func killWorkload(t *testing.T, w *workload) {
+	t.Helper()
+	killTree(t, w.cmd.Process.Pid)
+	w.cmd.Process.Kill()
+	w.cmd.Wait()
+}
+
+// TestRestoreForests checkpoints each forest through the mount, kills it,
+// restores it with cp into restore/, and checkpoints the restored tree:
+// every pid at every level, parent, thread group, process group, session,
+// zombie status and name must be the same.
+func TestRestoreForests(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	for _, sc := range []string{"simple", "sessions", "deadpgrp", "deadsession", "threads", "zombie", "pidns"} {
+		t.Run(sc, func(t *testing.T) {
+			w := startWorkload(t, sc, nil)
+			img := filepath.Join(t.TempDir(), "img")
+			before := checkpointTo(t, m, w.root, img)
+			killWorkload(t, w)
+
+			out, r := restoreFile(t, m, img, sc)
+			if r.code != 0 || out.State != "running" {
+				t.Fatalf("restore: %s\noutcome %+v", r, out)
+			}
+			if out.Root != w.root {
+				t.Errorf("restored root is pid %d, want %d", out.Root, w.root)
+			}
+			after := checkpointTo(t, m, out.Root, filepath.Join(t.TempDir(), "again"))
+			if got, want := forestOf(after), forestOf(before); got != want {
+				t.Errorf("restored forest differs:\n got:\n%s want:\n%s", got, want)
+			}
+			assertRunning(t, "restored "+sc, subtree(out.Root))
+		})
+	}
+}
+
+// TestRestoreContainer restores a container image into a fresh pid
+// namespace while the original still runs, twice.
+func TestRestoreContainer(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	w := startWorkload(t, "container", nil)
+	img := filepath.Join(t.TempDir(), "img")
+	before := checkpointTo(t, m, w.root, img)
+	if before.Header.Mode != "container" {
+		t.Fatalf("mode %q, want container", before.Header.Mode)
+	}
+	for i := range 2 {
+		out, r := restoreFile(t, m, img, "c"+strconv.Itoa(i))
+		if r.code != 0 || out.State != "running" {
+			t.Fatalf("restore %d: %s\noutcome %+v", i, r, out)
+		}
+		after := checkpointTo(t, m, out.Root, filepath.Join(t.TempDir(), "again"))
+		if got, want := forestOf(after), forestOf(before); got != want {
+			t.Errorf("restore %d: forest differs:\n got:\n%s want:\n%s", i, got, want)
+		}
+		if after.Header.Mode != "container" {
+			t.Errorf("restore %d: mode %q", i, after.Header.Mode)
+		}
+	}
+}
+
+// TestRestoreCounterResumes proves a restored process resumes rather than
+// restarts: the counter keeps its pid, its count, its memory and the values
+// it holds in AVX registers across the cut.
+func TestRestoreCounterResumes(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	bin := filepath.Join(t.TempDir(), "counter")
+	mustRun(t, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
+	report := filepath.Join(t.TempDir(), "report")
+	cmd := exec.Command(bin, report, "64")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+	waitCount(t, report, 20)
+
+	img := filepath.Join(t.TempDir(), "img")
+	checkpointTo(t, m, pid, img)
+	cmd.Process.Kill()
+	cmd.Wait()
+	seen := len(reportLines(t, report))
+
+	out, r := restoreFile(t, m, img, "counter")
+	if r.code != 0 || out.Root != pid {
+		t.Fatalf("restore: %s\noutcome %+v", r, out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	lines := reportLines(t, report)[seen:]
+	if len(lines) < 3 {
+		t.Fatalf("the restored counter wrote %d lines in 500 ms", len(lines))
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "start") {
+			t.Fatalf("the counter started afresh: %q", l)
+		}
+		if !strings.HasPrefix(l, fmt.Sprintf("pid=%d ", pid)) || !strings.HasSuffix(l, "mem=ok fpu=ok") {
+			t.Errorf("after restore: %q", l)
+		}
+	}
+	if n := lineCount(t, lines[0]); n <= 20 {
+		t.Errorf("first count after restore %d: it did not resume where it was", n)
+	}
+}
+
+func waitCount(t *testing.T, report string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(readyTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(report); err != nil {
+			continue
+		}
+		if l := reportLines(t, report); len(l) > 1 && lineCount(t, l[len(l)-1]) > n {
+			return
+		}
+	}
+	t.Fatalf("the counter did not reach %d", n)
+}
+
+func reportLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+func lineCount(t *testing.T, line string) int {
+	t.Helper()
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, "n="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no count in %q", line)
+	return 0
+}
+
+// TestRestoreBadImages: a truncated, corrupted or impossible image fails at
+// close() with a message, the outcome says why, and nothing it started is
+// left behind.
+func TestRestoreBadImages(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	w := startWorkload(t, "sessions", nil)
+	img := filepath.Join(t.TempDir(), "img")
+	checkpointTo(t, m, w.root, img)
+	good, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	try := func(name string, data []byte) {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), name)
+			if err := os.WriteFile(file, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, r := restoreFile(t, m, file, name)
+			if r.code == 0 {
+				t.Fatalf("cp of a bad image succeeded: %+v", out)
+			}
+			if !strings.Contains(string(r.stderr), "cp:") {
+				t.Errorf("cp printed no error: %s", r)
+			}
+			if out.State != "failed" || out.Error == "" {
+				t.Errorf("outcome %+v, want failed with a reason", out)
+			}
+			t.Logf("refused: %s", out.Error)
+			// Nothing left: the daemon has no children (no seed, no task).
+			time.Sleep(50 * time.Millisecond)
+			if kids := childrenOf(m.pid); kids != "" {
+				t.Errorf("the daemon still has children after a failed restore: %s", kids)
+			}
+		})
+	}
+	// The original still runs: a faithful copy must fail on its pids, and
+	// leave the original alone.
+	try("taken-pids", good)
+	assertRunning(t, "the original tree", subtree(w.root))
+	// With the pids free, the restore gets as far as creating the forest
+	// before it meets the damage.
+	killWorkload(t, w)
+	try("truncated", good[:len(good)/2])
+	try("no-tail", good[:len(good)-4])
+	try("bit-flip", flip(good, len(good)*2/3, 3))
+	try("garbage", []byte("not an image at all, just some bytes to refuse"))
+	for _, c := range []struct {
+		name string
+		want string
+	}{{"truncated", "image:"}, {"no-tail", "image:"}, {"bit-flip", "image:"}} {
+		data, _ := os.ReadFile(m.path("restore", c.name))
+		if !strings.Contains(string(data), c.want) {
+			t.Errorf("%s: outcome %s, want an error from the image decoder", c.name, data)
+		}
+	}
+	for _, tk := range subtree(w.root) {
+		t.Errorf("task %d/%d of a failed restore is alive", tk.tgid, tk.tid)
+	}
+}
+
+// TestRestoreNeedsPrivilege: restored tasks run with the daemon's
+// credentials, so an unprivileged caller may not restore.
+func TestRestoreNeedsPrivilege(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t, "--allow-other")
+	file := filepath.Join(env.workDir, "unprivileged.img")
+	if err := os.WriteFile(file, []byte("whatever"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, cmdTimeout, func(c *exec.Cmd) {
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}, "cp", file, m.path("restore", "x"))
+	if r.code == 0 || !strings.Contains(string(r.stderr), "not permitted") {
+		t.Fatalf("unprivileged restore: %s, want Operation not permitted", r)
+	}
+}
+
+// childrenOf lists the children of every thread of pid.
+func childrenOf(pid int) string {
+	var all []string
+	dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, d := range dirs {
+		data, _ := os.ReadFile(d)
+		all = append(all, strings.Fields(string(data))...)
+	}
+	return strings.Join(all, " ")
+}
