@@ -34,7 +34,7 @@ const (
 
 // lineLogger is an io.Writer that logs each complete line to t.
 type lineLogger struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	mu     sync.Mutex
 	buf    []byte
@@ -100,7 +100,7 @@ func truncate(s string, n int) string {
 // run runs name with args under timeout. Children get only stdin, stdout
 // and stderr (os/exec passes no other descriptor), stdin is /dev/null
 // unless setup says otherwise.
-func run(t *testing.T, timeout time.Duration, setup func(*exec.Cmd), name string, args ...string) result {
+func run(t testing.TB, timeout time.Duration, setup func(*exec.Cmd), name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -142,7 +142,7 @@ func run(t *testing.T, timeout time.Duration, setup func(*exec.Cmd), name string
 }
 
 // mustRun runs a command that has to succeed and returns its stdout.
-func mustRun(t *testing.T, name string, args ...string) []byte {
+func mustRun(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
 	r := run(t, cmdTimeout, nil, name, args...)
 	if r.err != nil {
@@ -152,7 +152,7 @@ func mustRun(t *testing.T, name string, args ...string) []byte {
 }
 
 // ckptfs runs the binary with args.
-func ckptfs(t *testing.T, args ...string) result {
+func ckptfs(t testing.TB, args ...string) result {
 	t.Helper()
 	return run(t, cmdTimeout, nil, env.bin, args...)
 }
@@ -181,7 +181,7 @@ func (m *mount) path(elem ...any) string {
 //
 // The mountpoint's parent is world-searchable so that tests with
 // --allow-other can reach it as another user.
-func testMount(t *testing.T, extra ...string) *mount {
+func testMount(t testing.TB, extra ...string) *mount {
 	t.Helper()
 	parent, err := os.MkdirTemp("", "ckptfs-mnt-")
 	if err != nil {
@@ -324,7 +324,7 @@ type workload struct {
 // arranges for every process of its tree to be killed, by pid, and reaped
 // when the test ends. setup, if not nil, may adjust the command (e.g. its
 // credentials) before it starts.
-func startWorkload(t *testing.T, scenario string, setup func(*exec.Cmd)) *workload {
+func startWorkload(t testing.TB, scenario string, setup func(*exec.Cmd)) *workload {
 	t.Helper()
 	cmd := exec.Command(env.forest, scenario)
 	stdout, err := cmd.StdoutPipe()
@@ -387,7 +387,7 @@ func startWorkload(t *testing.T, scenario string, setup func(*exec.Cmd)) *worklo
 // waitQuiet waits until every task of the subtree rooted at pid sleeps (or
 // is a zombie): after READY the root still runs for a moment on its way to
 // pause(), and /proc must show the state the tree keeps while it is tested.
-func waitQuiet(t *testing.T, pid int) {
+func waitQuiet(t testing.TB, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(readyTimeout)
 	for {
@@ -408,7 +408,7 @@ func waitQuiet(t *testing.T, pid int) {
 }
 
 // key returns a pid of the READY line.
-func (w *workload) key(t *testing.T, k string) int {
+func (w *workload) key(t testing.TB, k string) int {
 	t.Helper()
 	v, ok := w.extra[k]
 	if !ok {
@@ -428,7 +428,7 @@ type proc struct {
 // reaps those that become our children (we are a subreaper). Pids are
 // found through /proc/<pid>/task/*/children; a process is never looked up
 // by name. pid itself is left for its exec.Cmd to reap.
-func killTree(t *testing.T, pid int) {
+func killTree(t testing.TB, pid int) {
 	t.Helper()
 	reapProcs(t, killSubtree(pid), pid)
 }
@@ -470,7 +470,7 @@ func killSubtree(pid int) []proc {
 // reparented to us; skip is a pid some exec.Cmd reaps. A process that is
 // not (yet) our child gives ECHILD: wait until it is gone from /proc or
 // reparented to us.
-func reapProcs(t *testing.T, procs []proc, skip int) {
+func reapProcs(t testing.TB, procs []proc, skip int) {
 	t.Helper()
 	deadline := time.Now().Add(reapTimeout)
 	pending := procs
@@ -593,7 +593,7 @@ func taskState(tgid, tid int) byte {
 // (t: ptrace stop, T: job control stop) — a checkpoint must always thaw.
 // The state is sampled a few times: a task may be stopped for a moment by
 // a checkpoint that is still finishing.
-func assertRunning(t *testing.T, what string, tasks []taskID) {
+func assertRunning(t testing.TB, what string, tasks []taskID) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		var stopped []string
@@ -616,7 +616,7 @@ func assertRunning(t *testing.T, what string, tasks []taskID) {
 // readWithTimeout reads a whole file in this process, failing the test if
 // it takes longer than timeout. (A read stuck in FUSE cannot be
 // interrupted; this at least reports it rather than stalling silently.)
-func readWithTimeout(t *testing.T, name string, timeout time.Duration) ([]byte, error) {
+func readWithTimeout(t testing.TB, name string, timeout time.Duration) ([]byte, error) {
 	t.Helper()
 	type res struct {
 		data []byte
@@ -637,7 +637,7 @@ func readWithTimeout(t *testing.T, name string, timeout time.Duration) ([]byte, 
 }
 
 // readAll reads an open file from the start to its end.
-func readAll(t *testing.T, f *os.File) []byte {
+func readAll(t testing.TB, f *os.File) []byte {
 	t.Helper()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		t.Fatalf("seek %s: %v", f.Name(), err)

@@ -26,7 +26,7 @@ var env struct {
 
 // requireEnv skips or fails t when TestMain found the environment unusable.
 // Every integration test calls it first.
-func requireEnv(t *testing.T) {
+func requireEnv(t testing.TB) {
 	t.Helper()
 	if env.fail != "" {
 		t.Fatal(env.fail)

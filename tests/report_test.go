@@ -116,7 +116,7 @@ func (r ref) String() string {
 
 // inspect decodes file with `ckptfs inspect --json`, failing t if that
 // fails.
-func inspect(t *testing.T, file string) *report {
+func inspect(t testing.TB, file string) *report {
 	t.Helper()
 	r := ckptfs(t, "inspect", "--json", file)
 	if r.err != nil {
@@ -130,7 +130,7 @@ func inspect(t *testing.T, file string) *report {
 }
 
 // inspectBytes writes data to a temporary file and inspects it.
-func inspectBytes(t *testing.T, name string, data []byte) *report {
+func inspectBytes(t testing.TB, name string, data []byte) *report {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -180,7 +180,7 @@ func putLE32(b []byte, v uint32) {
 // checkSections checks that pids and tree are exactly the sections of img
 // that follow its header record: img[hlen : hlen+len(pids)] == pids, and
 // tree right after.
-func checkSections(t *testing.T, what string, img, pids, tree []byte) {
+func checkSections(t testing.TB, what string, img, pids, tree []byte) {
 	t.Helper()
 	if len(img) < 8 {
 		t.Errorf("%s: image of %d bytes has no header record", what, len(img))

@@ -186,7 +186,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 	}
 }
 
-func waitCount(t *testing.T, report string, n int) {
+func waitCount(t testing.TB, report string, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(readyTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(report); err != nil {
@@ -199,7 +199,7 @@ func waitCount(t *testing.T, report string, n int) {
 	t.Fatalf("the counter did not reach %d", n)
 }
 
-func reportLines(t *testing.T, path string) []string {
+func reportLines(t testing.TB, path string) []string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -208,7 +208,7 @@ func reportLines(t *testing.T, path string) []string {
 	return strings.Split(strings.TrimSpace(string(data)), "\n")
 }
 
-func lineCount(t *testing.T, line string) int {
+func lineCount(t testing.TB, line string) int {
 	t.Helper()
 	for _, f := range strings.Fields(line) {
 		if v, ok := strings.CutPrefix(f, "n="); ok {

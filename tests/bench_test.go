@@ -1,0 +1,226 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ckptfs/ckptfs/checkpoint"
+)
+
+// BenchmarkFigures measures, in one run (make bench), what the targets of
+// the restart issue are stated in: checkpoint and restore of a 1 GiB
+// process and of a 200-task tree, the frozen time, the image sizes, and the
+// machine's own limits (memcpy, /proc/<pid>/mem reads, FUSE passthrough
+// reads), and prints them as a table with the ratios the targets use.
+func BenchmarkFigures(b *testing.B) {
+	requireEnv(b)
+	m := testMount(b)
+	var rows [][3]string
+	row := func(what, value, note string) { rows = append(rows, [3]string{what, value, note}) }
+	gbps := func(bytes int64, d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e9 }
+
+	// The machine: memcpy.
+	const gib = 1 << 30
+	src, dst := make([]byte, gib), make([]byte, gib)
+	for i := range src {
+		src[i] = byte(i)
+	}
+	copy(dst, src) // fault every page in first: memcpy, not page allocation
+	start := time.Now()
+	copy(dst, src)
+	memcpy := gbps(gib, time.Since(start))
+	row("memcpy 1 GiB", fmt.Sprintf("%.2f GB/s", memcpy), "")
+	src, dst = nil, nil
+
+	// A 1 GiB process: the counter with a 1 GiB heap.
+	bin := filepath.Join(b.TempDir(), "counter")
+	mustRun(b, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
+	report := filepath.Join(b.TempDir(), "report")
+	cmd := exec.Command(bin, report, "1024")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+	waitCount(b, report, 2)
+
+	procMem := procMemRate(b, pid)
+	row("/proc/<pid>/mem read, 1 GiB heap", fmt.Sprintf("%.2f GB/s", procMem), "")
+
+	// Checkpoint through the mount: a cold cat takes the snapshot.
+	img := filepath.Join("/dev/shm", fmt.Sprintf("ckptfs-bench-%d.img", pid))
+	b.Cleanup(func() { os.Remove(img) })
+	start = time.Now()
+	catTo(b, m.path(pid, "image"), img)
+	cold := time.Since(start)
+	size := fileSize(b, img)
+	row("checkpoint 1 GiB via cat (cold)", fmt.Sprintf("%v, %.2f GB/s", cold.Round(time.Millisecond), gbps(size, cold)),
+		fmt.Sprintf("%.0f%% of /proc/<pid>/mem rate (target >= 80%%)", 100*gbps(size, cold)/procMem))
+	row("image size, 1 GiB process", fmt.Sprintf("%d MiB", size>>20), "")
+	// The snapshot is held: a warm read measures FUSE passthrough alone.
+	start = time.Now()
+	catTo(b, m.path(pid, "image"), "/dev/null")
+	row("FUSE read of the held snapshot", fmt.Sprintf("%.2f GB/s", gbps(size, time.Since(start))), "passthrough from a memfd")
+
+	var res *checkpoint.Result
+	err := runDiscard(func(w io.Writer) (err error) {
+		res, err = checkpoint.Write(w, pid, checkpoint.Options{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	row("frozen time, 1 GiB process", res.Frozen.Round(time.Millisecond).String(), "in-process checkpoint to /dev/null")
+
+	// Restore it: kill the original, then cp into restore/.
+	cmd.Process.Kill()
+	cmd.Wait()
+	start = time.Now()
+	if r := run(b, 2*time.Minute, nil, "cp", img, m.path("restore", "big")); r.code != 0 {
+		b.Fatalf("restore: %s", r)
+	}
+	restoreBig := time.Since(start)
+	row("restore 1 GiB via cp", fmt.Sprintf("%v, %.2f GB/s", restoreBig.Round(time.Millisecond), gbps(size, restoreBig)), "target >= 1 GB/s")
+	killOutcome(b, m, "big")
+	os.Remove(img)
+
+	// A 200-task tree: a shell with 200 sleeping children.
+	tree := exec.Command("sh", "-c", "for i in $(seq 200); do sleep 1000 & done; echo ready; wait")
+	out, _ := tree.StdoutPipe()
+	if err := tree.Start(); err != nil {
+		b.Fatal(err)
+	}
+	root := tree.Process.Pid
+	b.Cleanup(func() { killTree(b, root); tree.Process.Kill(); tree.Wait() })
+	bufio.NewReader(out).ReadString('\n')
+	for len(subtree(root)) < 201 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	timg := filepath.Join(b.TempDir(), "tree.img")
+	start = time.Now()
+	catTo(b, m.path(root, "image"), timg)
+	ckTree := time.Since(start)
+	err = runDiscard(func(w io.Writer) (err error) {
+		res, err = checkpoint.Write(w, root, checkpoint.Options{})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	row("checkpoint 201-task tree via cat", ckTree.Round(time.Millisecond).String(), "target <= 0.5 s")
+	row("frozen time, 201-task tree", res.Frozen.Round(time.Millisecond).String(), "")
+	row("image size, 201-task tree", fmt.Sprintf("%d KiB", fileSize(b, timg)>>10), "")
+	killTree(b, root)
+	tree.Process.Kill()
+	tree.Wait()
+	start = time.Now()
+	if r := run(b, time.Minute, nil, "cp", timg, m.path("restore", "tree")); r.code != 0 {
+		b.Fatalf("restore tree: %s", r)
+	}
+	rsTree := time.Since(start)
+	row("restore 201-task tree via cp", rsTree.Round(time.Millisecond).String(), "target <= 0.35 s")
+	killOutcome(b, m, "tree")
+
+	if _, err := exec.LookPath("criu"); err != nil {
+		row("CRIU", "not installed", "no comparison in this run")
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nFIGURE\tVALUE\tNOTE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r[0], r[1], r[2])
+	}
+	tw.Flush()
+	b.ReportMetric(gbps(size, cold)/procMem, "ckpt/procmem")
+	b.ReportMetric(gbps(size, restoreBig), "restore-GB/s")
+	b.ReportMetric(ckTree.Seconds(), "tree-ckpt-s")
+	b.ReportMetric(rsTree.Seconds(), "tree-restore-s")
+}
+
+// procMemRate reads the largest anonymous mapping of pid through
+// /proc/<pid>/mem in 1 MiB reads.
+func procMemRate(b *testing.B, pid int) float64 {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lo, hi uint64
+	for _, l := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 5 || f[1] != "rw-p" {
+			continue
+		}
+		a, z, _ := strings.Cut(f[0], "-")
+		s, _ := strconv.ParseUint(a, 16, 64)
+		e, _ := strconv.ParseUint(z, 16, 64)
+		if e-s > hi-lo {
+			lo, hi = s, e
+		}
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mem.Close()
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	for a := lo; a+uint64(len(buf)) <= hi; a += uint64(len(buf)) {
+		if _, err := mem.ReadAt(buf, int64(a)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(hi-lo) / time.Since(start).Seconds() / 1e9
+}
+
+func catTo(b *testing.B, from, to string) {
+	b.Helper()
+	r := run(b, 2*time.Minute, nil, "sh", "-c", `cat "$1" > "$2"`, "sh", from, to)
+	if r.code != 0 {
+		b.Fatalf("cat %s: %s", from, r)
+	}
+}
+
+func fileSize(b *testing.B, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// runDiscard runs write into /dev/null.
+func runDiscard(write func(io.Writer) error) error {
+	f, err := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return write(f)
+}
+
+// killOutcome kills the tree a restore made, by the pids it reported.
+func killOutcome(b *testing.B, m *mount, name string) {
+	data, err := os.ReadFile(m.path("restore", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out outcome
+	if err := json.Unmarshal(data, &out); err != nil {
+		b.Fatalf("restore/%s: %v", name, err)
+	}
+	seed := out.Seed
+	if seed > 0 {
+		killTree(b, seed)
+		syscall.Kill(seed, syscall.SIGKILL)
+	}
+}
