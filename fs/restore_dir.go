@@ -39,10 +39,7 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	if _, ok := d.files[name]; ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	f, err := newRestoreFile(d.cfg, name)
-	if err != nil {
-		return nil, nil, 0, errno(err)
-	}
+	f := newRestoreFile(d.cfg, name)
 	if d.files == nil {
 		d.files = make(map[string]*restoreFile)
 	}

@@ -4,34 +4,40 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"sync"
 	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/restart"
 )
 
-// restoreFile is restore/<name>: while open for writing it collects an
-// image; when closed it restarts it, and from then on reading it tells the
-// outcome as JSON.
+// restoreFile is restore/<name>: the image written to it streams straight
+// into a restart as it arrives (the format is read front to back); when
+// the writer closes the file the restart finishes, and from then on reading
+// the file tells the outcome as JSON.
 type restoreFile struct {
 	gofs.Inode
 	cfg  *Config
 	name string
 
 	mu      sync.Mutex
-	spool   *os.File // the image as written, until restarted
-	size    int64
+	pipe    *io.PipeWriter // feeds the restart while the image arrives
+	result  chan restoreResult
+	size    int64 // bytes written so far: the next write's offset
 	done    bool
 	errno   syscall.Errno
 	outcome []byte // JSON
 	mtime   time.Time
+}
+
+type restoreResult struct {
+	res *restart.Result
+	err error
 }
 
 // Outcome is what reading restore/<name> returns once the restart ran.
@@ -76,12 +82,23 @@ func mayRestore(ctx context.Context) error {
 	return nil
 }
 
-func newRestoreFile(cfg *Config, name string) (*restoreFile, error) {
-	fd, err := unix.MemfdCreate("ckptfs-restore-"+name, unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("memfd_create", err)
-	}
-	return &restoreFile{cfg: cfg, name: name, spool: os.NewFile(uintptr(fd), name), mtime: time.Now()}, nil
+// newRestoreFile starts a restart that reads what is written to the file.
+func newRestoreFile(cfg *Config, name string) *restoreFile {
+	pr, pw := io.Pipe()
+	f := &restoreFile{cfg: cfg, name: name, pipe: pw, result: make(chan restoreResult, 1), mtime: time.Now()}
+	go func() {
+		res, err := restart.Restore(pr)
+		if err == nil {
+			// A valid image ends at its tail: more bytes are an error.
+			if n, _ := pr.Read(make([]byte, 1)); n > 0 {
+				err = fmt.Errorf("restart: bytes after the image's tail")
+			}
+		}
+		// Writes after a failure fail at once, with its reason.
+		pr.CloseWithError(err)
+		f.result <- restoreResult{res, err}
+	}()
+	return f
 }
 
 var _ = (gofs.NodeGetattrer)((*restoreFile)(nil))
@@ -129,14 +146,21 @@ var _ = (gofs.NodeWriter)((*restoreFile)(nil))
 func (f *restoreFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.done || f.spool == nil {
+	if f.done || f.pipe == nil {
 		return 0, syscall.EBADF
 	}
-	if _, err := f.spool.WriteAt(data, off); err != nil {
-		return 0, errno(err)
+	if off != f.size {
+		// The restart consumes the image as a stream.
+		f.cfg.Logger.Printf("restore/%s: write at %d, expected %d: images must be written in order", f.name, off, f.size)
+		return 0, syscall.ESPIPE
 	}
-	f.size = max(f.size, off+int64(len(data)))
-	return uint32(len(data)), 0
+	n, err := f.pipe.Write(data)
+	f.size += int64(n)
+	if err != nil {
+		f.cfg.Logger.Printf("restore/%s: %v", f.name, err)
+		return uint32(n), errno(err)
+	}
+	return uint32(n), 0
 }
 
 var _ = (gofs.NodeFlusher)((*restoreFile)(nil))
@@ -151,24 +175,20 @@ func (f *restoreFile) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Err
 	if f.done {
 		return f.errno
 	}
-	if f.spool == nil {
-		return 0
-	}
+	f.pipe.Close() // the end of the image
+	r := <-f.result
+	f.pipe = nil
 	out := Outcome{State: "running"}
-	f.spool.Seek(0, 0)
-	res, err := restart.Restore(f.spool)
-	f.spool.Close()
-	f.spool = nil
-	if err != nil {
-		f.cfg.Logger.Printf("restore/%s: %v", f.name, err)
-		out = Outcome{State: "failed", Error: err.Error()}
-		f.errno = errno(err)
+	if r.err != nil {
+		f.cfg.Logger.Printf("restore/%s: %v", f.name, r.err)
+		out = Outcome{State: "failed", Error: r.err.Error()}
+		f.errno = errno(r.err)
 		if f.errno == syscall.EIO || f.errno == 0 {
 			f.errno = syscall.EINVAL
 		}
 	} else {
-		out.Root, out.Seed = res.Root, res.Seed
-		for _, t := range res.Tasks {
+		out.Root, out.Seed = r.res.Root, r.res.Seed
+		for _, t := range r.res.Tasks {
 			out.Tasks = append(out.Tasks, TaskOutcome{t.Image, t.Now, t.Host, t.Zombie})
 		}
 	}

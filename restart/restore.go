@@ -83,6 +83,8 @@ type restorer struct {
 	cmd  *exec.Cmd // the seed
 	ex   executor
 	dead map[ProcID]bool // exited as the plan or the image wants
+
+	pageBuf []byte // reused for every PAGES record
 }
 
 func (rs *restorer) run() (*Result, error) {
@@ -198,7 +200,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			if err != nil {
 				return err
 			}
-			buf := make([]byte, rec.Size-8)
+			if n := int(rec.Size - 8); cap(rs.pageBuf) < n {
+				rs.pageBuf = make([]byte, n)
+			}
+			buf := rs.pageBuf[:rec.Size-8]
 			if _, err := io.ReadFull(rs.ir, buf); err != nil {
 				return err
 			}
