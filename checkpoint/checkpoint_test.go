@@ -12,19 +12,8 @@ import (
 
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/internal/testenv"
 )
-
-// needRoot skips a test that must ptrace, unless CI demands it run.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CKPTFS_REQUIRE_ROOT") == "1" {
-		t.Fatal("CKPTFS_REQUIRE_ROOT=1 but not running as root")
-	}
-	t.Skip("needs root to ptrace other processes")
-}
 
 // startTree starts sh with two sleeping children and returns sh's pid once
 // both children exist. The whole tree is killed by pid at cleanup.
@@ -57,7 +46,7 @@ func startTree(t *testing.T) int {
 }
 
 func TestCaptureTree(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	pid := startTree(t)
 	img, res := capture(t, pid, Options{})
 	if res.Frozen <= 0 {
@@ -124,7 +113,7 @@ func mustChildren(t *testing.T, pid int) []int {
 }
 
 func TestCaptureRefusesSelf(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	_, err := Write(io.Discard, os.Getpid(), Options{})
 	if !errors.Is(err, ErrSelf) {
 		t.Fatalf("checkpoint of ourselves: %v, want ErrSelf", err)
@@ -137,7 +126,7 @@ func TestCaptureRefusesSelf(t *testing.T) {
 }
 
 func TestCaptureVanished(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
@@ -149,7 +138,7 @@ func TestCaptureVanished(t *testing.T) {
 }
 
 func TestContainerModeRefusesNonInit(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	pid := startTree(t)
 	_, err := Write(io.Discard, pid, Options{Mode: ModeContainer})
 	if !errors.Is(err, ErrOutside) {

@@ -15,20 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/internal/testenv"
 )
-
-// needRoot skips a test that must ptrace and set pids, unless CI demands
-// that it run.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CKPTFS_REQUIRE_ROOT") == "1" {
-		t.Fatal("CKPTFS_REQUIRE_ROOT=1 but not running as root")
-	}
-	t.Skip("needs root to ptrace and to create tasks with chosen pids")
-}
 
 // TestMain makes the test binary a child subreaper, so that the trees the
 // tests kill are reaped at once and their pids are free to restore.
@@ -87,7 +75,7 @@ func killPid(pid int) {
 }
 
 func TestRestoreCounterResumes(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	bin := buildCounter(t)
 	report := filepath.Join(t.TempDir(), "report")
 	cmd := exec.Command(bin, report, "64")
@@ -147,7 +135,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 }
 
 func TestRestoreRefusesTakenPid(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	cmd := exec.Command("sleep", "100")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -169,7 +157,7 @@ func TestRestoreRefusesTakenPid(t *testing.T) {
 }
 
 func TestRestoreRefusesCorruptImage(t *testing.T) {
-	needRoot(t)
+	testenv.NeedRoot(t)
 	cmd := exec.Command("sleep", "100")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

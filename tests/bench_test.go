@@ -44,16 +44,8 @@ func BenchmarkFigures(b *testing.B) {
 	src, dst = nil, nil
 
 	// A 1 GiB process: the counter with a 1 GiB heap.
-	bin := filepath.Join(b.TempDir(), "counter")
-	mustRun(b, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
-	report := filepath.Join(b.TempDir(), "report")
-	cmd := exec.Command(bin, report, "1024")
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	cmd, _ := startCounter(b, 1024, 2)
 	pid := cmd.Process.Pid
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
-	waitCount(b, report, 2)
 
 	procMem := procMemRate(b, pid)
 	row("/proc/<pid>/mem read, 1 GiB heap", fmt.Sprintf("%.2f GB/s", procMem), "")

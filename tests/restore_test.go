@@ -147,16 +147,8 @@ func TestRestoreContainer(t *testing.T) {
 func TestRestoreCounterResumes(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t)
-	bin := filepath.Join(t.TempDir(), "counter")
-	mustRun(t, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
-	report := filepath.Join(t.TempDir(), "report")
-	cmd := exec.Command(bin, report, "64")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, report := startCounter(t, 64, 20)
 	pid := cmd.Process.Pid
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
-	waitCount(t, report, 20)
 
 	img := filepath.Join(t.TempDir(), "img")
 	checkpointTo(t, m, pid, img)
@@ -184,6 +176,24 @@ func TestRestoreCounterResumes(t *testing.T) {
 	if n := lineCount(t, lines[0]); n <= 20 {
 		t.Errorf("first count after restore %d: it did not resume where it was", n)
 	}
+}
+
+// startCounter builds and starts the counter workload with a heap of mib
+// MiB, and returns once it has counted past n. It is killed, by pid, when
+// the test ends (also where a restore brought it back).
+func startCounter(t testing.TB, mib, n int) (*exec.Cmd, string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "counter")
+	mustRun(t, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
+	report := filepath.Join(t.TempDir(), "report")
+	cmd := exec.Command(bin, report, strconv.Itoa(mib))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+	waitCount(t, report, n)
+	return cmd, report
 }
 
 func waitCount(t testing.TB, report string, n int) {

@@ -3,7 +3,6 @@ package inject
 import (
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -12,15 +11,11 @@ import (
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
+	"github.com/ckptfs/ckptfs/internal/testenv"
 )
 
 func TestInjectIntoSleepingTask(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CKPTFS_REQUIRE_ROOT") == "1" {
-			t.Fatal("CKPTFS_REQUIRE_ROOT=1 but not root")
-		}
-		t.Skip("needs root to ptrace")
-	}
+	testenv.NeedRoot(t)
 	cmd := exec.Command("sleep", "100")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
