@@ -53,6 +53,7 @@ type addrSpace struct {
 	mm      *image.MM
 	scratch uint64
 	mem     *os.File
+	fds     map[fileKey]uint64 // files opened in the task while mapping
 }
 
 func newAddrSpace(p *proc, mm *image.MM) (*addrSpace, error) {
@@ -103,12 +104,27 @@ func (a *addrSpace) prepare() error {
 	if err := a.moveSpecials(cur, used); err != nil {
 		return err
 	}
+	// A file usually backs several mappings (text, data, bss...): open it
+	// once for all of them.
+	a.fds = make(map[fileKey]uint64)
+	defer func() {
+		for _, fd := range a.fds {
+			a.p.syscall(unix.SYS_CLOSE, fd)
+		}
+	}()
 	for i := range a.mm.VMAs {
 		if err := a.mapVMA(&a.mm.VMAs[i]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// fileKey identifies an open file of a mapping, and how it is opened.
+type fileKey struct {
+	path     string
+	dev, ino uint64
+	mode     uint64
 }
 
 // moveSpecials moves the seed's vDSO and vvar mappings to where the image
@@ -202,7 +218,6 @@ func (a *addrSpace) mapVMA(v *image.VMA) error {
 		if fd, err = a.openFile(v); err != nil {
 			return err
 		}
-		defer a.p.syscall(unix.SYS_CLOSE, fd)
 	}
 	if _, err := a.p.syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(v.Prot), flags, fd, v.Pgoff); err != nil {
 		return fmt.Errorf("map %#x-%#x %s: %w", v.Start, v.End, v.Path, err)
@@ -213,6 +228,14 @@ func (a *addrSpace) mapVMA(v *image.VMA) error {
 // openFile opens a mapping's file in the task, after checking that the file
 // at that path is still the one the image saw.
 func (a *addrSpace) openFile(v *image.VMA) (uint64, error) {
+	mode := uint64(unix.O_RDONLY)
+	if v.Flags&image.VMAShared != 0 && v.Prot&unix.PROT_WRITE != 0 {
+		mode = unix.O_RDWR
+	}
+	key := fileKey{v.Path, v.Dev, v.Ino, mode}
+	if fd, ok := a.fds[key]; ok {
+		return fd, nil
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(v.Path, &st); err != nil {
 		return 0, fmt.Errorf("mapped file %s: %w", v.Path, err)
@@ -221,14 +244,11 @@ func (a *addrSpace) openFile(v *image.VMA) (uint64, error) {
 		return 0, fmt.Errorf("mapped file %s is not the checkpointed one (device %#x inode %d, was %#x inode %d)",
 			v.Path, st.Dev, st.Ino, v.Dev, v.Ino)
 	}
-	mode := uint64(unix.O_RDONLY)
-	if v.Flags&image.VMAShared != 0 && v.Prot&unix.PROT_WRITE != 0 {
-		mode = unix.O_RDWR
-	}
 	fd, err := a.openInTask(v.Path, mode)
 	if err != nil {
 		return 0, fmt.Errorf("open mapped file %s: %w", v.Path, err)
 	}
+	a.fds[key] = fd
 	return fd, nil
 }
 

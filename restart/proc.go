@@ -142,9 +142,12 @@ func (p *proc) refreshSite() error {
 // thread), once its memory is restored: the name is passed below the
 // saved stack pointer, beyond the red zone, where a signal frame could
 // land as well, and those bytes are put back afterwards.
-func (p *proc) setComm(comm string, rsp uint64) error {
-	if err := p.refreshSite(); err != nil {
-		return err
+func (p *proc) setComm(comm string, rsp uint64, refresh bool) error {
+	// A thread's vDSO moved when its process's memory was restored.
+	if refresh {
+		if err := p.refreshSite(); err != nil {
+			return err
+		}
 	}
 	return p.setCommAt(comm, (rsp-512)&^15)
 }

@@ -220,7 +220,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	if regs == nil {
 		return errors.New("no registers in the image")
 	}
-	if err := p.setComm(ts.Comm, regs.GP[regRSP]); err != nil {
+	if err := p.setComm(ts.Comm, regs.GP[regRSP], as == nil); err != nil {
 		return err
 	}
 	return setRegs(p.tid, regs)

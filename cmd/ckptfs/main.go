@@ -12,6 +12,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	// The restart seed runs before the Go runtime when ckptfs re-executes
@@ -39,10 +40,18 @@ func main() {
 		}
 		return
 	}
+	if path := os.Getenv("CKPTFS_CPUPROFILE"); path != "" {
+		// A developer's aid: profile one command.
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	for _, c := range commands {
 		if c.name == os.Args[1] {
 			if err := c.run(os.Args[2:]); err != nil {
 				fmt.Fprintf(os.Stderr, "ckptfs: %s: %v\n", c.name, err)
+				pprof.StopCPUProfile()
 				os.Exit(1)
 			}
 			return
