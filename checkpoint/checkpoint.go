@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -115,6 +116,11 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 // process's address space, every thread's registers, then the process's
 // pages, which go last because they are large.
 func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) error {
+	if t.status.Seccomp != 0 {
+		// Its filter could refuse, trap or kill on the calls capture
+		// injects, and restart does not put filters back.
+		return fmt.Errorf("seccomp mode %d: %w", t.status.Seccomp, ErrUnsupported)
+	}
 	leader := t.tid == t.tgid
 	var mm *image.MM
 	var regs *image.Regs

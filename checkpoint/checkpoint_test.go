@@ -145,3 +145,35 @@ func TestContainerModeRefusesNonInit(t *testing.T) {
 		t.Fatalf("container checkpoint of a non-init: %v, want ErrOutside", err)
 	}
 }
+
+func TestCaptureRefusesSeccomp(t *testing.T) {
+	testenv.NeedRoot(t)
+	// Strict seccomp would kill the task on the brk(0) capture injects: a
+	// clear refusal instead, and the task lives on.
+	cmd := exec.Command("python3", "-c", `
+import ctypes, time, sys
+libc = ctypes.CDLL(None)
+sys.stdout.write("x"); sys.stdout.flush()
+libc.syscall(317, 0, 0, 0)  # seccomp(SECCOMP_SET_MODE_STRICT)
+while True: pass
+`)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Skip("no python3:", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out.Read(make([]byte, 1))
+	for i := 0; i < 200; i++ {
+		if st, err := procfs.ReadStatus(cmd.Process.Pid); err == nil && st.Seccomp != 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err := Write(io.Discard, cmd.Process.Pid, Options{})
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "seccomp") {
+		t.Fatalf("checkpoint of a seccomp task: %v, want ErrUnsupported naming seccomp", err)
+	}
+	if st, err := procfs.ReadStatus(cmd.Process.Pid); err != nil || st.State == 't' || st.State == 'Z' {
+		t.Fatalf("the task did not survive the refused checkpoint: %v %v", st, err)
+	}
+}

@@ -27,6 +27,8 @@ type Status struct {
 	Gid    [4]int
 	CapPrm uint64
 	CapEff uint64
+	// Seccomp is the task's seccomp mode: 0 none, 1 strict, 2 filter.
+	Seccomp int
 }
 
 // ReadStatus reads /proc/<pid>/status.
@@ -89,6 +91,8 @@ func parseStatus(data []byte) (*Status, error) {
 			err = parseIDs(val, &s.Gid)
 		case "CapPrm":
 			s.CapPrm, err = strconv.ParseUint(val, 16, 64)
+		case "Seccomp":
+			s.Seccomp, err = strconv.Atoi(val)
 		case "CapEff":
 			s.CapEff, err = strconv.ParseUint(val, 16, 64)
 		}
