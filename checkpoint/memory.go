@@ -126,7 +126,6 @@ type pageWriter struct {
 	pageSize int
 	mem      *os.File
 	pagemap  *procfs.Pagemap
-	buf      []byte
 	entries  []uint64
 }
 
@@ -141,7 +140,6 @@ func newPageWriter(pid, pageSize int) (*pageWriter, error) {
 		return nil, err
 	}
 	return &pageWriter{pid: pid, pageSize: pageSize, mem: mem, pagemap: pm,
-		buf:     make([]byte, image.MaxPagesRecord),
 		entries: make([]uint64, image.MaxPagesRecord/pageSize)}, nil
 }
 
@@ -150,8 +148,47 @@ func (p *pageWriter) Close() {
 	p.pagemap.Close()
 }
 
-// write writes the dumpable pages of every mapping of mm.
+// pageRun is one run of pages read from the task, on its way to the image.
+type pageRun struct {
+	addr uint64
+	data []byte
+}
+
+// write writes the dumpable pages of every mapping of mm. Reading the
+// task's memory and writing the image overlap: one goroutine reads runs
+// into a few buffers while this one writes the previous ones out.
 func (p *pageWriter) write(w *image.Writer, mm *image.MM) error {
+	const buffers = 3
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, image.MaxPagesRecord)
+	}
+	runs := make(chan pageRun, buffers)
+	done := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(runs)
+		readErr <- p.read(mm, free, runs, done)
+	}()
+	var err error
+	for r := range runs {
+		if err == nil {
+			err = w.WritePages(r.addr, r.data)
+			if err != nil {
+				close(done) // stop the reader; drain what it sent
+			}
+		}
+		free <- r.data[:cap(r.data)]
+	}
+	if rerr := <-readErr; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// read finds the runs of dumpable pages through pagemap and reads each from
+// /proc/<pid>/mem into a free buffer.
+func (p *pageWriter) read(mm *image.MM, free chan []byte, runs chan<- pageRun, done <-chan struct{}) error {
 	ps := uint64(p.pageSize)
 	for i := range mm.VMAs {
 		v := &mm.VMAs[i]
@@ -174,14 +211,18 @@ func (p *pageWriter) write(w *image.Writer, mm *image.MM) error {
 				for k < len(entries) && dumpable(v, entries[k]) {
 					k++
 				}
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-done:
+					return nil
+				}
 				start := addr + uint64(j)*ps
-				run := p.buf[:uint64(k-j)*ps]
+				run := buf[:uint64(k-j)*ps]
 				if _, err := p.mem.ReadAt(run, int64(start)); err != nil && err != io.EOF {
 					return fmt.Errorf("read memory at %#x: %w", start, err)
 				}
-				if err := w.WritePages(start, run); err != nil {
-					return err
-				}
+				runs <- pageRun{start, run}
 				j = k
 			}
 			addr += n * ps
