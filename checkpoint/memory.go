@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -148,6 +149,10 @@ func (p *pageWriter) Close() {
 	p.pagemap.Close()
 }
 
+// pageBuffers recycles the buffers page runs are read into, across the
+// tasks of a tree and across checkpoints.
+var pageBuffers = sync.Pool{New: func() any { return make([]byte, image.MaxPagesRecord) }}
+
 // pageRun is one run of pages read from the task, on its way to the image.
 type pageRun struct {
 	addr uint64
@@ -161,8 +166,13 @@ func (p *pageWriter) write(w *image.Writer, mm *image.MM) error {
 	const buffers = 3
 	free := make(chan []byte, buffers)
 	for range buffers {
-		free <- make([]byte, image.MaxPagesRecord)
+		free <- pageBuffers.Get().([]byte)
 	}
+	defer func() {
+		for range buffers {
+			pageBuffers.Put(<-free)
+		}
+	}()
 	runs := make(chan pageRun, buffers)
 	done := make(chan struct{})
 	readErr := make(chan error, 1)
@@ -220,6 +230,7 @@ func (p *pageWriter) read(mm *image.MM, free chan []byte, runs chan<- pageRun, d
 				start := addr + uint64(j)*ps
 				run := buf[:uint64(k-j)*ps]
 				if _, err := p.mem.ReadAt(run, int64(start)); err != nil && err != io.EOF {
+					free <- buf
 					return fmt.Errorf("read memory at %#x: %w", start, err)
 				}
 				runs <- pageRun{start, run}
