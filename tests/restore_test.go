@@ -279,10 +279,19 @@ func TestRestoreBadImages(t *testing.T) {
 	try("no-tail", good[:len(good)-4])
 	try("bit-flip", flip(good, len(good)*2/3, 3))
 	try("garbage", []byte("not an image at all, just some bytes to refuse"))
+	// TREE entries: pid, ppid, tgid, pgid, sid, depth (u32 each).
+	tr := records(good)[2]
+	field := func(task, f int) int { return 4 + task*treeEntry + 4*f }
+	try("undefined-tag", edit(good, tr, field(1, 3), 999))
+	// The root in the process group of its child, which leads a session of
+	// its own: a group lives in one session, so no kernel makes that.
+	pidOf1 := le32(good[tr.off+8+field(1, 0):])
+	try("impossible-forest", edit(good, tr, field(0, 3), pidOf1))
 	for _, c := range []struct {
 		name string
 		want string
-	}{{"truncated", "image:"}, {"no-tail", "image:"}, {"bit-flip", "image:"}} {
+	}{{"truncated", "image:"}, {"no-tail", "image:"}, {"bit-flip", "image:"},
+		{"undefined-tag", "not defined"}, {"impossible-forest", "cannot be rebuilt"}} {
 		data, _ := os.ReadFile(m.path("restore", c.name))
 		if !strings.Contains(string(data), c.want) {
 			t.Errorf("%s: outcome %s, want an error from the image decoder", c.name, data)
