@@ -55,7 +55,7 @@ func Restore(r io.Reader) (*Result, error) {
 	// gave them away when it died).
 	plan, err := MakePlan(Forest{Mode: hdr.Mode, Pids: *pids, Tree: *tree})
 	if err != nil {
-		return nil, fmt.Errorf("restart: %w", err)
+		return nil, err // names itself: "restart: forest cannot be rebuilt: ..."
 	}
 	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer()}
 	res, err := rs.run()
