@@ -135,8 +135,16 @@ func (s *snapshotter) get(caller checkpoint.Caller, hold bool) (*snapshot, error
 	s.cur.lastUse = time.Now()
 	if hold {
 		s.cur.refs++
+	} else {
+		s.expireLater()
 	}
 	return s.cur, nil
+}
+
+// expireLater frees the snapshot's spool once its grace period has passed
+// unused: an image can be large, and nobody may come back for it.
+func (s *snapshotter) expireLater() {
+	time.AfterFunc(s.cfg.Grace+10*time.Millisecond, func() { s.idle() })
 }
 
 // put releases a snapshot pinned by get.
@@ -146,6 +154,9 @@ func (s *snapshotter) put(snap *snapshot) {
 	snap.refs--
 	snap.lastUse = time.Now()
 	snap.dropIfUnused()
+	if snap.refs == 0 {
+		s.expireLater()
+	}
 }
 
 // take checkpoints the subtree into a new spool. Its time is strictly after
