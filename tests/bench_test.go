@@ -132,8 +132,14 @@ func BenchmarkFigures(b *testing.B) {
 	if _, err := exec.LookPath("criu"); err != nil {
 		row("CRIU", "not installed", "no comparison in this run")
 	} else if out, err := exec.Command("criu", "check").CombinedOutput(); err != nil {
-		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		row("CRIU", "cannot run on this kernel", first)
+		why := strings.TrimSpace(string(out))
+		for _, l := range strings.Split(why, "\n") {
+			if !strings.Contains(l, "exited, status") { // a helper's exit, not the reason
+				why = l
+				break
+			}
+		}
+		row("CRIU", "cannot run on this kernel", why)
 	} else {
 		row("CRIU", "runs here", "compare by hand: criu dump/restore of the same trees")
 	}
