@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/inject"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 )
 
@@ -124,17 +125,35 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 	leader := t.tid == t.tgid
 	var mm *image.MM
 	var regs *image.Regs
+	var acts []image.SigAction
+	var sigs *image.SigState
 	err := f.tr.Do(func() (err error) {
+		// Registers first, before any injected call borrows them.
+		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
+			return err
+		}
+		inj, err := inject.New(t.tid)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := inj.Restore(); err == nil {
+				err = rerr
+			}
+		}()
 		if leader {
-			brk, err := readBrk(t.tid)
+			brk, err := inj.Syscall(unix.SYS_BRK, 0)
 			if err != nil {
 				return err
 			}
 			if mm, err = readMM(t.tid, brk); err != nil {
 				return err
 			}
+			if acts, err = readSigHand(inj, t.status.SigCgt, t.status.SigIgn); err != nil {
+				return err
+			}
 		}
-		regs, err = readRegs(t.tid, int(hdr.XSaveSize))
+		sigs, err = readSigState(inj)
 		return err
 	})
 	if err != nil {
@@ -144,8 +163,14 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 		if err := iw.WriteMM(mm); err != nil {
 			return err
 		}
+		if err := iw.WriteSigHand(acts); err != nil {
+			return err
+		}
 	}
 	if err := iw.WriteRegs(regs); err != nil {
+		return err
+	}
+	if err := iw.WriteSigState(sigs); err != nil {
 		return err
 	}
 	if mm == nil {

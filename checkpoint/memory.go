@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
-	"github.com/ckptfs/ckptfs/internal/inject"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
@@ -240,17 +239,4 @@ func (p *pageWriter) read(mm *image.MM, free chan []byte, runs chan<- pageRun, d
 		}
 	}
 	return nil
-}
-
-// readBrk makes the frozen task tell its program break.
-func readBrk(tid int) (uint64, error) {
-	t, err := inject.New(tid)
-	if err != nil {
-		return 0, err
-	}
-	brk, err := t.Syscall(unix.SYS_BRK, 0)
-	if rerr := t.Restore(); err == nil {
-		err = rerr
-	}
-	return brk, err
 }

@@ -54,6 +54,10 @@ func recordName(typ uint32) string {
 		return "MM"
 	case RecPages:
 		return "PAGES"
+	case RecSigHand:
+		return "SIGHAND"
+	case RecSigState:
+		return "SIGSTATE"
 	}
 	return fmt.Sprintf("record %d", typ)
 }

@@ -163,6 +163,8 @@ func (rs *restorer) tasks() error {
 func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var as *addrSpace
 	var regs *image.Regs
+	var acts []image.SigAction
+	var sigs *image.SigState
 	defer func() {
 		if as != nil {
 			as.close()
@@ -190,6 +192,14 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRegs:
 			if regs, err = rs.ir.ReadRegs(rec); err != nil {
+				return err
+			}
+		case image.RecSigHand:
+			if acts, err = rs.ir.ReadSigHand(rec); err != nil {
+				return err
+			}
+		case image.RecSigState:
+			if sigs, err = rs.ir.ReadSigState(rec); err != nil {
 				return err
 			}
 		case image.RecPages:
@@ -220,8 +230,17 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	if regs == nil {
 		return errors.New("no registers in the image")
 	}
-	if err := p.setComm(ts.Comm, regs.GP[regRSP], as == nil); err != nil {
+	rsp := regs.GP[regRSP]
+	if err := p.setComm(ts.Comm, rsp, as == nil); err != nil {
 		return err
+	}
+	if err := p.setSigHand(acts, rsp); err != nil {
+		return err
+	}
+	if sigs != nil {
+		if err := p.setSigState(sigs, rsp); err != nil {
+			return err
+		}
 	}
 	return setRegs(p.tid, regs)
 }

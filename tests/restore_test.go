@@ -176,6 +176,21 @@ func TestRestoreCounterResumes(t *testing.T) {
 	if n := lineCount(t, lines[0]); n <= 20 {
 		t.Errorf("first count after restore %d: it did not resume where it was", n)
 	}
+	for _, l := range lines {
+		if !strings.Contains(l, " usr1=0 sig=ok ") {
+			t.Errorf("signal state after restore: %q, want usr1=0 sig=ok", l)
+		}
+	}
+	// The restored handler runs, on the restored alternate stack; without
+	// it SIGUSR1 would kill the counter. SIGUSR2 stays blocked.
+	syscall.Kill(pid, syscall.SIGUSR2)
+	syscall.Kill(pid, syscall.SIGUSR1)
+	seen = len(reportLines(t, report))
+	time.Sleep(200 * time.Millisecond)
+	lines = reportLines(t, report)[seen:]
+	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], " usr1=1 sig=ok ") {
+		t.Errorf("after SIGUSR1: %q, want the handler to have counted once with sig=ok", lines)
+	}
 }
 
 // startCounter builds and starts the counter workload with a heap of mib

@@ -29,6 +29,8 @@ type Status struct {
 	CapEff uint64
 	// Seccomp is the task's seccomp mode: 0 none, 1 strict, 2 filter.
 	Seccomp int
+	SigIgn  uint64 // signals ignored (bit n-1 for signal n)
+	SigCgt  uint64 // signals caught by a handler
 }
 
 // ReadStatus reads /proc/<pid>/status.
@@ -91,6 +93,10 @@ func parseStatus(data []byte) (*Status, error) {
 			err = parseIDs(val, &s.Gid)
 		case "CapPrm":
 			s.CapPrm, err = strconv.ParseUint(val, 16, 64)
+		case "SigIgn":
+			s.SigIgn, err = strconv.ParseUint(val, 16, 64)
+		case "SigCgt":
+			s.SigCgt, err = strconv.ParseUint(val, 16, 64)
 		case "Seccomp":
 			s.Seccomp, err = strconv.Atoi(val)
 		case "CapEff":

@@ -7,14 +7,17 @@
 // checkpoint and a restore), holds values in AVX registers through a busy
 // loop, and about every 20 ms appends a line to REPORT:
 //
-//	pid=P n=N mem=ok fpu=ok
+//	pid=P n=N usr1=K sig=ok mem=ok fpu=ok
 //
-// REPORT is opened by path for every line: restart does not bring back open
-// files yet. A process that was restarted instead of resumed would write a
+// It also keeps signal state to check: a SIGUSR1 handler that runs on an
+// alternate stack and counts (usr1=K), and SIGUSR2 blocked; "sig=ok" says
+// both still hold. REPORT is opened by path for every line: restart does
+// not bring back open files yet. A process that was restarted instead of resumed would write a
 // second "start" line and count from 1 again; one whose memory or registers
 // were lost writes "bad". The test reads the file.
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,31 @@ static const char *report;
 static uint64_t *buf;
 static size_t words;
 static uint64_t expected_sum; // sum of buf, kept up to date incrementally
+static volatile sig_atomic_t usr1, usr1_off_stack;
+static char altstack[64 << 10];
+
+static void on_usr1(int sig)
+{
+	char here;
+
+	(void)sig;
+	usr1++;
+	if (&here < altstack || &here >= altstack + sizeof altstack)
+		usr1_off_stack++;
+}
+
+// sig_ok reports whether the signal state set up in main still holds.
+static int sig_ok(void)
+{
+	sigset_t now;
+	struct sigaction sa;
+
+	if (sigprocmask(SIG_BLOCK, NULL, &now) < 0 || !sigismember(&now, SIGUSR2))
+		return 0;
+	if (sigaction(SIGUSR1, NULL, &sa) < 0 || sa.sa_handler != on_usr1 || !(sa.sa_flags & SA_ONSTACK))
+		return 0;
+	return usr1_off_stack == 0;
+}
 
 static void say(const char *line)
 {
@@ -87,6 +115,15 @@ int main(int argc, char **argv)
 		buf[i] = word(i);
 		expected_sum += buf[i];
 	}
+	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_ONSTACK | SA_RESTART};
+	sigset_t block;
+
+	if (sigaltstack(&ss, NULL) < 0 || sigaction(SIGUSR1, &sa, NULL) < 0)
+		return 6;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &block, NULL);
 	snprintf(line, sizeof line, "start pid=%d\n", getpid());
 	say(line);
 	for (;;) {
@@ -102,8 +139,9 @@ int main(int argc, char **argv)
 
 			for (size_t j = 0; j < words; j++)
 				sum += buf[j];
-			snprintf(line, sizeof line, "pid=%d n=%llu mem=%s fpu=%s\n", getpid(),
-				 (unsigned long long)n, sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
+			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d sig=%s mem=%s fpu=%s\n", getpid(),
+				 (unsigned long long)n, (int)usr1, sig_ok() ? "ok" : "bad",
+				 sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
 			say(line);
 			last = now;
 		}

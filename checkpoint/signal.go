@@ -1,0 +1,100 @@
+package checkpoint
+
+import (
+	"encoding/binary"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/inject"
+)
+
+// No /proc file shows a signal's handler or a thread's alternate stack, so
+// the stopped task is made to tell them: rt_sigaction and sigaltstack with
+// only an "old" argument, answered into its own stack below the red zone,
+// whose bytes are put back after.
+
+// stackScratch borrows size bytes of a stopped thread's stack, below the
+// red zone where a signal frame would go, and gives them back on release.
+type stackScratch struct {
+	tid   int
+	addr  uint64
+	saved []byte
+}
+
+func borrowStack(tid int, rsp uint64, size int) (*stackScratch, error) {
+	s := &stackScratch{tid: tid, addr: (rsp - 512 - uint64(size)) &^ 15, saved: make([]byte, size)}
+	if err := inject.ReadMem(tid, s.addr, s.saved); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stackScratch) read(n int) ([]byte, error) {
+	b := make([]byte, n)
+	return b, inject.ReadMem(s.tid, s.addr, b)
+}
+
+func (s *stackScratch) release() error { return inject.WriteMem(s.tid, s.addr, s.saved) }
+
+// readSigHand reads the disposition of every signal the process catches or
+// ignores (the others are at their default, which a new task has too).
+func readSigHand(t *inject.Task, caught, ignored uint64) ([]image.SigAction, error) {
+	want := caught | ignored
+	if want == 0 {
+		return nil, nil
+	}
+	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 32)
+	if err != nil {
+		return nil, err
+	}
+	var acts []image.SigAction
+	for sig := uint32(1); sig <= image.MaxSignals; sig++ {
+		if want&(1<<(sig-1)) == 0 {
+			continue
+		}
+		// struct kernel_sigaction: handler, flags, restorer, mask.
+		if _, err := t.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), 0, sc.addr, 8); err != nil {
+			sc.release()
+			return nil, err
+		}
+		b, err := sc.read(32)
+		if err != nil {
+			sc.release()
+			return nil, err
+		}
+		le := binary.LittleEndian
+		acts = append(acts, image.SigAction{Signo: sig, Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
+			Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])})
+	}
+	return acts, sc.release()
+}
+
+// readSigState reads a thread's blocked mask (PTRACE_GETSIGMASK) and its
+// alternate signal stack.
+func readSigState(t *inject.Task) (*image.SigState, error) {
+	var s image.SigState
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGMASK, uintptr(t.Tid), 8,
+		uintptr(unsafe.Pointer(&s.Blocked)), 0, 0)
+	if e != 0 {
+		return nil, os.NewSyscallError("ptrace(GETSIGMASK)", e)
+	}
+	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 24)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Syscall(unix.SYS_SIGALTSTACK, 0, sc.addr); err != nil {
+		sc.release()
+		return nil, err
+	}
+	b, err := sc.read(24)
+	if err != nil {
+		sc.release()
+		return nil, err
+	}
+	le := binary.LittleEndian
+	s.AltSP, s.AltFlags, s.AltSize = le.Uint64(b), le.Uint32(b[8:]), le.Uint64(b[16:])
+	return &s, sc.release()
+}

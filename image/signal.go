@@ -1,0 +1,129 @@
+package image
+
+// Per-task record types of the signal subsystem.
+const (
+	RecSigHand  = 601 // one per process: the disposition of every signal not left at default
+	RecSigState = 602 // one per thread: blocked mask and alternate stack
+)
+
+// MaxSignals caps the SIGHAND entries: signals are numbered 1 to 64.
+const MaxSignals = 64
+
+// SigAction is the disposition of one signal, as the kernel keeps it
+// (struct kernel_sigaction): a handler address or SIG_IGN (1), flags, the
+// restorer glibc returns through, and the mask blocked while it runs.
+type SigAction struct {
+	Signo    uint32
+	Handler  uint64
+	Flags    uint64
+	Restorer uint64
+	Mask     uint64
+}
+
+// SigState is the signal state of one thread.
+type SigState struct {
+	Blocked  uint64 // the blocked mask
+	AltSP    uint64 // sigaltstack: base, flags, size
+	AltFlags uint32
+	AltSize  uint64
+}
+
+// SIGHAND payload: u32 count, then per entry u32 signo, u32 zero, handler,
+// flags, restorer, mask (u64 each).
+func appendSigHand(b []byte, acts []SigAction) []byte {
+	b = le.AppendUint32(b, uint32(len(acts)))
+	for _, a := range acts {
+		b = le.AppendUint32(b, a.Signo)
+		b = le.AppendUint32(b, 0)
+		b = le.AppendUint64(b, a.Handler)
+		b = le.AppendUint64(b, a.Flags)
+		b = le.AppendUint64(b, a.Restorer)
+		b = le.AppendUint64(b, a.Mask)
+	}
+	return b
+}
+
+func decodeSigHand(h recHeader, payload []byte) ([]SigAction, error) {
+	d := newDecoder(h, payload)
+	n := d.count("nr_sigactions", MaxSignals, 40)
+	acts := make([]SigAction, n)
+	seen := uint64(0)
+	for i := range acts {
+		off := d.off()
+		a := &acts[i]
+		a.Signo = d.u32("signo")
+		if d.u32("padding") != 0 {
+			d.failAt(off, ErrInvalid, "sigaction %d: non-zero padding", i)
+		}
+		a.Handler, a.Flags, a.Restorer, a.Mask = d.u64("handler"), d.u64("flags"), d.u64("restorer"), d.u64("mask")
+		switch {
+		case d.err != nil:
+		case a.Signo < 1 || a.Signo > MaxSignals || a.Signo == 9 || a.Signo == 19:
+			d.failAt(off, ErrInvalid, "sigaction %d: signal %d cannot be caught or does not exist", i, a.Signo)
+		case seen&(1<<(a.Signo-1)) != 0:
+			d.failAt(off, ErrDuplicate, "sigaction %d: signal %d given twice", i, a.Signo)
+		}
+		seen |= 1 << (a.Signo - 1)
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return acts, nil
+}
+
+// SIGSTATE payload: blocked u64, alt sp u64, alt flags u32, u32 zero, alt
+// size u64.
+func appendSigState(b []byte, s *SigState) []byte {
+	b = le.AppendUint64(b, s.Blocked)
+	b = le.AppendUint64(b, s.AltSP)
+	b = le.AppendUint32(b, s.AltFlags)
+	b = le.AppendUint32(b, 0)
+	return le.AppendUint64(b, s.AltSize)
+}
+
+func decodeSigState(h recHeader, payload []byte) (*SigState, error) {
+	d := newDecoder(h, payload)
+	s := &SigState{Blocked: d.u64("blocked"), AltSP: d.u64("altstack sp"), AltFlags: d.u32("altstack flags")}
+	d.u32("padding")
+	s.AltSize = d.u64("altstack size")
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// WriteSigHand writes the SIGHAND record of the current task.
+func (w *Writer) WriteSigHand(acts []SigAction) error {
+	return w.writeSmall(RecSigHand, appendSigHand(nil, acts))
+}
+
+// WriteSigState writes the SIGSTATE record of the current task.
+func (w *Writer) WriteSigState(s *SigState) error {
+	return w.writeSmall(RecSigState, appendSigState(nil, s))
+}
+
+// ReadSigHand decodes the SIGHAND record rec that NextRecord returned.
+func (r *Reader) ReadSigHand(rec Record) ([]SigAction, error) {
+	h, payload, err := r.small(rec)
+	if err != nil {
+		return nil, err
+	}
+	acts, err := decodeSigHand(h, payload)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return acts, nil
+}
+
+// ReadSigState decodes the SIGSTATE record rec that NextRecord returned.
+func (r *Reader) ReadSigState(rec Record) (*SigState, error) {
+	h, payload, err := r.small(rec)
+	if err != nil {
+		return nil, err
+	}
+	s, err := decodeSigState(h, payload)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return s, nil
+}

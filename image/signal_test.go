@@ -1,0 +1,49 @@
+package image
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func TestSignalRecordsRoundTrip(t *testing.T) {
+	acts := []SigAction{
+		{Signo: 2, Handler: 0x401000, Flags: 0x14000000, Restorer: 0x7f0000001000, Mask: 1 << 9},
+		{Signo: 13, Handler: 1}, // SIG_IGN
+	}
+	h := recHeader{typ: RecSigHand}
+	got, err := decodeSigHand(h, appendSigHand(nil, acts))
+	if err != nil || !reflect.DeepEqual(got, acts) {
+		t.Fatalf("SIGHAND round trip: %+v, %v", got, err)
+	}
+	st := &SigState{Blocked: 1<<11 | 1<<1, AltSP: 0x7ffd0000, AltFlags: 0, AltSize: 65536}
+	gotSt, err := decodeSigState(recHeader{typ: RecSigState}, appendSigState(nil, st))
+	if err != nil || *gotSt != *st {
+		t.Fatalf("SIGSTATE round trip: %+v, %v", gotSt, err)
+	}
+}
+
+func TestSignalRecordsRefuseNonsense(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		acts []SigAction
+		want error
+	}{
+		{"SIGKILL caught", []SigAction{{Signo: 9, Handler: 0x1000}}, ErrInvalid},
+		{"signal 0", []SigAction{{Signo: 0}}, ErrInvalid},
+		{"signal 65", []SigAction{{Signo: 65}}, ErrInvalid},
+		{"twice", []SigAction{{Signo: 10}, {Signo: 10}}, ErrDuplicate},
+	} {
+		_, err := decodeSigHand(recHeader{typ: RecSigHand}, appendSigHand(nil, c.acts))
+		var fe *FormatError
+		if !errors.Is(err, c.want) || !errors.As(err, &fe) || fe.Section != "SIGHAND" {
+			t.Errorf("%s: %v, want %v in SIGHAND", c.name, err, c.want)
+		}
+	}
+	// A count larger than the record holds.
+	b := appendSigHand(nil, []SigAction{{Signo: 10}})
+	le.PutUint32(b, 64)
+	if _, err := decodeSigHand(recHeader{typ: RecSigHand}, b); !errors.Is(err, ErrLength) {
+		t.Errorf("count beyond the record: %v, want ErrLength", err)
+	}
+}

@@ -1,0 +1,77 @@
+package restart
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/inject"
+)
+
+// ssDisable is sigaltstack's SS_DISABLE: no alternate stack.
+const ssDisable = 2
+
+// withStackArg passes arg to an injected call through the restored
+// thread's own stack, below the red zone at rsp, and puts the bytes it
+// borrowed back afterwards.
+func (p *proc) withStackArg(rsp uint64, arg []byte, call func(addr uint64) error) error {
+	addr := (rsp - 512 - uint64(len(arg))) &^ 15
+	saved := make([]byte, len(arg))
+	if err := inject.ReadMem(p.tid, addr, saved); err != nil {
+		return err
+	}
+	if err := inject.WriteMem(p.tid, addr, arg); err != nil {
+		return err
+	}
+	err := call(addr)
+	if werr := inject.WriteMem(p.tid, addr, saved); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// setSigHand gives the process its signal dispositions back.
+func (p *proc) setSigHand(acts []image.SigAction, rsp uint64) error {
+	le := binary.LittleEndian
+	for _, a := range acts {
+		arg := make([]byte, 32) // struct kernel_sigaction
+		le.PutUint64(arg, a.Handler)
+		le.PutUint64(arg[8:], a.Flags)
+		le.PutUint64(arg[16:], a.Restorer)
+		le.PutUint64(arg[24:], a.Mask)
+		err := p.withStackArg(rsp, arg, func(addr uint64) error {
+			_, err := p.syscall(unix.SYS_RT_SIGACTION, uint64(a.Signo), addr, 0, 8)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("signal %d handler: %w", a.Signo, err)
+		}
+	}
+	return nil
+}
+
+// setSigState gives a thread its blocked mask and alternate stack back.
+func (p *proc) setSigState(s *image.SigState, rsp uint64) error {
+	blocked := s.Blocked
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SETSIGMASK, uintptr(p.tid), 8,
+		uintptr(unsafe.Pointer(&blocked)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("ptrace(SETSIGMASK)", e)
+	}
+	if s.AltFlags&ssDisable != 0 {
+		return nil
+	}
+	arg := make([]byte, 24) // stack_t: sp, flags, size
+	binary.LittleEndian.PutUint64(arg, s.AltSP)
+	binary.LittleEndian.PutUint64(arg[16:], s.AltSize)
+	return p.withStackArg(rsp, arg, func(addr uint64) error {
+		if _, err := p.syscall(unix.SYS_SIGALTSTACK, addr, 0); err != nil {
+			return fmt.Errorf("sigaltstack: %w", err)
+		}
+		return nil
+	})
+}
