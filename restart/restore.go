@@ -57,7 +57,8 @@ func Restore(r io.Reader) (*Result, error) {
 	if err != nil {
 		return nil, err // names itself: "restart: forest cannot be rebuilt: ..."
 	}
-	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer()}
+	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller()}
+	defer rs.pages.close()
 	res, err := rs.run()
 	if err != nil {
 		rs.teardown()
@@ -84,7 +85,7 @@ type restorer struct {
 	ex   executor
 	dead map[ProcID]bool // exited as the plan or the image wants
 
-	pageBuf []byte // reused for every PAGES record
+	pages *pageFiller // writes page contents while the next are read
 }
 
 func (rs *restorer) run() (*Result, error) {
@@ -166,6 +167,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var acts []image.SigAction
 	var sigs *image.SigState
 	defer func() {
+		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
 			as.close()
 		}
@@ -210,17 +212,16 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			if err != nil {
 				return err
 			}
-			if n := int(rec.Size - 8); cap(rs.pageBuf) < n {
-				rs.pageBuf = make([]byte, n)
-			}
-			buf := rs.pageBuf[:rec.Size-8]
+			buf := rs.pages.buffer(int(rec.Size - 8))
 			if _, err := io.ReadFull(rs.ir, buf); err != nil {
+				rs.pages.giveBack(buf)
 				return err
 			}
-			if err := as.writePages(addr, buf); err != nil {
-				return err
-			}
+			rs.pages.put(as, addr, buf)
 		}
+	}
+	if err := rs.pages.wait(); err != nil {
+		return err
 	}
 	if as != nil {
 		if err := as.finish(); err != nil {
