@@ -20,6 +20,15 @@ import (
 // pages; set the mm fields; drop the scratch area. Only the vDSO's syscall
 // instruction, which moves with it, is needed to drive all of it.
 
+// The scratch area: batch code, the PR_SET_MM_MAP argument, path strings,
+// and the table of a batch of calls.
+const (
+	scratchCode  = 0
+	scratchMM    = 4096
+	scratchPaths = 8192
+	scratchTable = 32 << 10
+)
+
 const (
 	scratchSize = 64 << 10
 	taskSize    = 0x7ffffffff000 // TASK_SIZE_MAX with 4-level paging
@@ -85,9 +94,13 @@ func (a *addrSpace) prepare() error {
 	if a.scratch, err = freeSpan(scratchSize, append(used, keep...)); err != nil {
 		return err
 	}
-	if _, err := a.p.syscall(unix.SYS_MMAP, a.scratch, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+	// Executable too: it holds the code that runs batches of calls.
+	if _, err := a.p.syscall(unix.SYS_MMAP, a.scratch, scratchSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
 		return fmt.Errorf("map scratch area: %w", err)
+	}
+	if _, err := a.mem.WriteAt(inject.BatchCode, int64(a.scratch+scratchCode)); err != nil {
+		return fmt.Errorf("write batch code: %w", err)
 	}
 	keep = append(keep, span{a.scratch, a.scratch + scratchSize})
 	slices.SortFunc(keep, func(x, y span) int { return cmpU64(x.start, y.start) })
@@ -104,20 +117,108 @@ func (a *addrSpace) prepare() error {
 	if err := a.moveSpecials(cur, used); err != nil {
 		return err
 	}
-	// A file usually backs several mappings (text, data, bss...): open it
-	// once for all of them.
+	return a.mapAll()
+}
+
+// mapAll maps every mapping of the image, in two batches of calls: first
+// each backing file is opened (once, however many mappings it backs),
+// then every mapping is made and the files are closed.
+func (a *addrSpace) mapAll() error {
 	a.fds = make(map[fileKey]uint64)
-	defer func() {
-		for _, fd := range a.fds {
-			a.p.syscall(unix.SYS_CLOSE, fd)
-		}
-	}()
+	var opens []inject.Call
+	var keys []fileKey
+	paths := uint64(scratchPaths)
 	for i := range a.mm.VMAs {
-		if err := a.mapVMA(&a.mm.VMAs[i]); err != nil {
+		v := &a.mm.VMAs[i]
+		if !mapped(v) || v.Flags&image.VMAAnon != 0 {
+			continue
+		}
+		key, err := a.fileKeyOf(v)
+		if err != nil {
 			return err
 		}
+		if _, ok := a.fds[key]; ok {
+			continue
+		}
+		a.fds[key] = 0
+		if paths+uint64(len(v.Path))+1 > scratchTable {
+			return fmt.Errorf("the paths of the mapped files exceed %d bytes", scratchTable-scratchPaths)
+		}
+		if _, err := a.mem.WriteAt(append([]byte(v.Path), 0), int64(a.scratch+paths)); err != nil {
+			return err
+		}
+		atFDCWD := int64(unix.AT_FDCWD)
+		opens = append(opens, inject.Call{Nr: unix.SYS_OPENAT,
+			Args: [6]uint64{uint64(atFDCWD), a.scratch + paths, key.mode | unix.O_CLOEXEC}})
+		keys = append(keys, key)
+		paths += uint64(len(v.Path)) + 1
+	}
+	fds, err := a.batch(opens)
+	if err != nil {
+		return fmt.Errorf("open mapped files: %w", err)
+	}
+	for i, k := range keys {
+		a.fds[k] = fds[i]
+	}
+	var calls []inject.Call
+	for i := range a.mm.VMAs {
+		v := &a.mm.VMAs[i]
+		if !mapped(v) {
+			continue
+		}
+		fd := ^uint64(0)
+		if v.Flags&image.VMAAnon == 0 {
+			key, _ := a.fileKeyOf(v)
+			fd = a.fds[key]
+		}
+		calls = append(calls, inject.Call{Nr: unix.SYS_MMAP,
+			Args: [6]uint64{v.Start, v.End - v.Start, uint64(v.Prot), mapFlags(v), fd, v.Pgoff}})
+	}
+	for _, fd := range a.fds {
+		calls = append(calls, inject.Call{Nr: unix.SYS_CLOSE, Args: [6]uint64{fd}})
+	}
+	if _, err := a.batch(calls); err != nil {
+		return fmt.Errorf("map the image's mappings: %w", err)
 	}
 	return nil
+}
+
+// batch runs calls through the batch code in the scratch area, as many
+// at a time as its table holds.
+func (a *addrSpace) batch(calls []inject.Call) ([]uint64, error) {
+	const per = (scratchSize-scratchTable)/64 - 1
+	var out []uint64
+	for len(calls) > 0 {
+		n := min(len(calls), per)
+		res, err := a.p.inj.Batch(a.mem, a.scratch+scratchCode, a.scratch+scratchTable, calls[:n])
+		out = append(out, res...)
+		if err != nil {
+			return out, err
+		}
+		calls = calls[n:]
+	}
+	return out, nil
+}
+
+// mapped reports whether restart makes a mapping itself (the kernel's
+// own special mappings are moved, or are there already).
+func mapped(v *image.VMA) bool {
+	return !isKernelSpecial(v.Special) && v.Special != image.SpecialVSyscall
+}
+
+// mapFlags are the mmap flags that remake a mapping at its address.
+func mapFlags(v *image.VMA) uint64 {
+	flags := uint64(unix.MAP_FIXED | unix.MAP_PRIVATE)
+	if v.Flags&image.VMAShared != 0 {
+		flags = unix.MAP_FIXED | unix.MAP_SHARED
+	}
+	if v.Flags&image.VMAGrowsDown != 0 {
+		flags |= unix.MAP_GROWSDOWN
+	}
+	if v.Flags&image.VMAAnon != 0 {
+		flags |= unix.MAP_ANONYMOUS
+	}
+	return flags
 }
 
 // fileKey identifies an open file of a mapping, and how it is opened.
@@ -198,70 +299,38 @@ func (a *addrSpace) moveSpecials(cur []procfs.Mapping, used []span) error {
 	return nil
 }
 
-// mapVMA maps one mapping of the image at its address.
-func (a *addrSpace) mapVMA(v *image.VMA) error {
-	if isKernelSpecial(v.Special) || v.Special == image.SpecialVSyscall {
-		return nil
-	}
-	flags := uint64(unix.MAP_FIXED | unix.MAP_PRIVATE)
-	if v.Flags&image.VMAShared != 0 {
-		flags = unix.MAP_FIXED | unix.MAP_SHARED
-	}
-	if v.Flags&image.VMAGrowsDown != 0 {
-		flags |= unix.MAP_GROWSDOWN
-	}
-	fd := ^uint64(0)
-	if v.Flags&image.VMAAnon != 0 {
-		flags |= unix.MAP_ANONYMOUS
-	} else {
-		var err error
-		if fd, err = a.openFile(v); err != nil {
-			return err
-		}
-	}
-	if _, err := a.p.syscall(unix.SYS_MMAP, v.Start, v.End-v.Start, uint64(v.Prot), flags, fd, v.Pgoff); err != nil {
-		return fmt.Errorf("map %#x-%#x %s: %w", v.Start, v.End, v.Path, err)
-	}
-	return nil
-}
-
-// openFile opens a mapping's file in the task, after checking that the file
-// at that path is still the one the image saw.
-func (a *addrSpace) openFile(v *image.VMA) (uint64, error) {
+// fileKeyOf names a mapping's file and how to open it, after checking that
+// the file at that path is still the one the image saw.
+func (a *addrSpace) fileKeyOf(v *image.VMA) (fileKey, error) {
 	mode := uint64(unix.O_RDONLY)
 	if v.Flags&image.VMAShared != 0 && v.Prot&unix.PROT_WRITE != 0 {
 		mode = unix.O_RDWR
 	}
 	key := fileKey{v.Path, v.Dev, v.Ino, mode}
-	if fd, ok := a.fds[key]; ok {
-		return fd, nil
+	if _, ok := a.fds[key]; ok {
+		return key, nil
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(v.Path, &st); err != nil {
-		return 0, fmt.Errorf("mapped file %s: %w", v.Path, err)
+		return key, fmt.Errorf("mapped file %s: %w", v.Path, err)
 	}
 	if st.Dev != v.Dev || st.Ino != v.Ino {
-		return 0, fmt.Errorf("mapped file %s is not the checkpointed one (device %#x inode %d, was %#x inode %d)",
+		return key, fmt.Errorf("mapped file %s is not the checkpointed one (device %#x inode %d, was %#x inode %d)",
 			v.Path, st.Dev, st.Ino, v.Dev, v.Ino)
 	}
-	fd, err := a.openInTask(v.Path, mode)
-	if err != nil {
-		return 0, fmt.Errorf("open mapped file %s: %w", v.Path, err)
-	}
-	a.fds[key] = fd
-	return fd, nil
+	return key, nil
 }
 
 // openInTask makes the task open path, and returns the fd.
 func (a *addrSpace) openInTask(path string, flags uint64) (uint64, error) {
-	if len(path)+1 > scratchSize {
+	if len(path)+1 > scratchTable-scratchPaths {
 		return 0, fmt.Errorf("path of %d bytes", len(path))
 	}
-	if err := inject.WriteMem(a.p.tid, a.scratch, append([]byte(path), 0)); err != nil {
+	if _, err := a.mem.WriteAt(append([]byte(path), 0), int64(a.scratch+scratchPaths)); err != nil {
 		return 0, err
 	}
 	atFDCWD := int64(unix.AT_FDCWD)
-	return a.p.syscall(unix.SYS_OPENAT, uint64(atFDCWD), a.scratch, flags|unix.O_CLOEXEC, 0)
+	return a.p.syscall(unix.SYS_OPENAT, uint64(atFDCWD), a.scratch+scratchPaths, flags|unix.O_CLOEXEC, 0)
 }
 
 // writePages writes the contents of pages at addr.
@@ -288,7 +357,7 @@ func (a *addrSpace) finish() error {
 	}
 	// The struct goes one page into the scratch area (paths use its start)
 	// and auxv right behind it.
-	at := a.scratch + 4096
+	at := a.scratch + scratchMM
 	le.PutUint64(buf[88:], at+mapSize)
 	le.PutUint32(buf[96:], uint32(8*len(m.Auxv)))
 	exeFd := ^uint64(0)
@@ -299,7 +368,7 @@ func (a *addrSpace) finish() error {
 		}
 	}
 	le.PutUint32(buf[100:], uint32(exeFd))
-	if err := inject.WriteMem(a.p.tid, at, buf); err != nil {
+	if _, err := a.mem.WriteAt(buf, int64(at)); err != nil {
 		return err
 	}
 	if _, err := a.p.syscall(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, at, mapSize, 0); err != nil {

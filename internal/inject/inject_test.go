@@ -3,7 +3,10 @@ package inject
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,4 +110,64 @@ func mapped(t *testing.T, pid int, addr uint64) bool {
 		}
 	}
 	return false
+}
+
+func TestBatch(t *testing.T) {
+	testenv.NeedRoot(t)
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(50 * time.Millisecond)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	err := tr.Do(func() error {
+		if err := ptrace.Seize(pid, 0); err != nil {
+			return err
+		}
+		if err := ptrace.Interrupt(pid); err != nil {
+			return err
+		}
+		if _, err := ptrace.WaitStop(pid, 5*time.Second); err != nil {
+			return err
+		}
+		defer ptrace.Detach(pid, 0)
+		task, err := New(pid)
+		if err != nil {
+			return err
+		}
+		defer task.Restore()
+		area, err := task.Syscall(unix.SYS_MMAP, 0, 8192, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err != nil {
+			return err
+		}
+		defer task.Syscall(unix.SYS_MUNMAP, area, 8192)
+		mem, err := os.OpenFile("/proc/"+strconv.Itoa(pid)+"/mem", os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer mem.Close()
+		if _, err := mem.WriteAt(BatchCode, int64(area)); err != nil {
+			return err
+		}
+		calls := []Call{{Nr: unix.SYS_GETPID}, {Nr: unix.SYS_GETPPID}, {Nr: unix.SYS_CLOSE, Args: [6]uint64{1 << 20}}, {Nr: unix.SYS_GETPID}}
+		res, err := task.Batch(mem, area, area+4096, calls)
+		if !errors.Is(err, unix.EBADF) || !strings.Contains(err.Error(), "call 3 of 4") {
+			t.Errorf("batch error %v, want EBADF at call 3", err)
+		}
+		if len(res) != 4 || int(res[0]) != pid || int(res[1]) != os.Getpid() {
+			t.Errorf("results %v, want [%d %d ...]", res, pid, os.Getpid())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if st, err := procfs.ReadStatus(pid); err != nil || st.State != 'S' {
+		t.Errorf("after the batch: %v %v, want the task sleeping on", st, err)
+	}
 }
