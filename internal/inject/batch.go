@@ -76,7 +76,7 @@ func (t *Task) Batch(mem *os.File, code, table uint64, calls []Call) ([]uint64, 
 	if err := unix.PtraceSetRegs(t.Tid, &regs); err != nil {
 		return nil, os.NewSyscallError("ptrace(SETREGS)", err)
 	}
-	if err := t.runToTrap(); err != nil {
+	if err := t.resume(func(tid int) error { return unix.PtraceCont(tid, 0) }); err != nil {
 		return nil, fmt.Errorf("pid %d: syscall batch: %w", t.Tid, err)
 	}
 	if _, err := mem.ReadAt(buf, int64(table)); err != nil {
@@ -92,34 +92,4 @@ func (t *Task) Batch(mem *os.File, code, table uint64, calls []Call) ([]uint64, 
 		}
 	}
 	return results, nil
-}
-
-// runToTrap lets the task run until the batch code's int3.
-func (t *Task) runToTrap() error {
-	deliver := 0
-	for {
-		if err := unix.PtraceCont(t.Tid, deliver); err != nil {
-			return os.NewSyscallError("ptrace(CONT)", err)
-		}
-		deliver = 0
-		ws, err := waitTimeout(t.Tid, StepTimeout)
-		if err != nil {
-			return err
-		}
-		event := int(ws) >> 16 & 0xff
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return fmt.Errorf("task died (%v)", describe(ws))
-		case !ws.Stopped() || event != 0:
-			// An event stop: carry on.
-		case ws.StopSignal() == unix.SIGTRAP:
-			return nil
-		case isFault(ws.StopSignal()):
-			var regs unix.PtraceRegs
-			unix.PtraceGetRegs(t.Tid, &regs)
-			return fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
-		default:
-			t.Pending = int(ws.StopSignal()) // held back until release
-		}
-	}
 }

@@ -117,12 +117,19 @@ func (t *Task) Syscall(nr uintptr, args ...uint64) (uint64, error) {
 	return regs.Rax, nil
 }
 
-// step single-steps over the syscall instruction. Other stops on the way —
-// a signal arriving (kept for later), an event such as a clone — are
-// passed over until the step's own trap.
+// step single-steps over the syscall instruction.
 func (t *Task) step() error {
-	if err := unix.PtraceSingleStep(t.Tid); err != nil {
-		return os.NewSyscallError("ptrace(SINGLESTEP)", err)
+	return t.resume(unix.PtraceSingleStep)
+}
+
+// resume lets the task go on with how (single step, or continue) until it
+// traps: the single step's trap, or the int3 that ends a batch. Other stops
+// on the way are passed over: an event such as a clone (its child noted),
+// a signal arriving (held back until release, in Pending); a fault the
+// code itself raised ends it.
+func (t *Task) resume(how func(tid int) error) error {
+	if err := how(t.Tid); err != nil {
+		return os.NewSyscallError("ptrace", err)
 	}
 	for {
 		ws, err := waitTimeout(t.Tid, StepTimeout)
@@ -145,17 +152,16 @@ func (t *Task) step() error {
 		case event != 0:
 			// Another event stop (exec, exit, group-stop): carry on.
 		case ws.StopSignal() == unix.SIGTRAP:
-			return nil // the single-step trap
+			return nil
 		case isFault(ws.StopSignal()):
 			var regs unix.PtraceRegs
 			unix.PtraceGetRegs(t.Tid, &regs)
 			return fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
 		default:
-			// A signal meant for the task: hold it back until release.
 			t.Pending = int(ws.StopSignal())
 		}
-		if err := unix.PtraceSingleStep(t.Tid); err != nil {
-			return os.NewSyscallError("ptrace(SINGLESTEP)", err)
+		if err := how(t.Tid); err != nil {
+			return os.NewSyscallError("ptrace", err)
 		}
 	}
 }

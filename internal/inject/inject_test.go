@@ -19,25 +19,13 @@ import (
 
 func TestInjectIntoSleepingTask(t *testing.T) {
 	testenv.NeedRoot(t)
-	cmd := exec.Command("sleep", "100")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(50 * time.Millisecond) // let it reach nanosleep
+	pid := startSleep(t) // let it reach nanosleep
 
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	var addr uint64
 	err := tr.Do(func() error {
-		if err := ptrace.Seize(pid, 0); err != nil {
-			return err
-		}
-		if err := ptrace.Interrupt(pid); err != nil {
-			return err
-		}
-		if _, err := ptrace.WaitStop(pid, 5*time.Second); err != nil {
+		if err := seizeStopped(pid); err != nil {
 			return err
 		}
 		task, err := New(pid)
@@ -114,23 +102,11 @@ func mapped(t *testing.T, pid int, addr uint64) bool {
 
 func TestBatch(t *testing.T) {
 	testenv.NeedRoot(t)
-	cmd := exec.Command("sleep", "100")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(50 * time.Millisecond)
+	pid := startSleep(t)
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	err := tr.Do(func() error {
-		if err := ptrace.Seize(pid, 0); err != nil {
-			return err
-		}
-		if err := ptrace.Interrupt(pid); err != nil {
-			return err
-		}
-		if _, err := ptrace.WaitStop(pid, 5*time.Second); err != nil {
+		if err := seizeStopped(pid); err != nil {
 			return err
 		}
 		defer ptrace.Detach(pid, 0)
@@ -170,4 +146,29 @@ func TestBatch(t *testing.T) {
 	if st, err := procfs.ReadStatus(pid); err != nil || st.State != 'S' {
 		t.Errorf("after the batch: %v %v, want the task sleeping on", st, err)
 	}
+}
+
+// startSleep starts a sleep, killed when the test ends, and lets it reach
+// its nanosleep.
+func startSleep(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(50 * time.Millisecond)
+	return cmd.Process.Pid
+}
+
+// seizeStopped attaches to pid and stops it; on the tracer's thread.
+func seizeStopped(pid int) error {
+	if err := ptrace.Seize(pid, 0); err != nil {
+		return err
+	}
+	if err := ptrace.Interrupt(pid); err != nil {
+		return err
+	}
+	_, err := ptrace.WaitStop(pid, 5*time.Second)
+	return err
 }
