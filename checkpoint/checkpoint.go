@@ -127,9 +127,13 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 	var regs *image.Regs
 	var acts []image.SigAction
 	var sigs *image.SigState
+	var rseq *image.RSeq
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
+			return err
+		}
+		if rseq, err = readRSeq(t.tid); err != nil {
 			return err
 		}
 		inj, err := inject.New(t.tid)
@@ -172,6 +176,11 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 	}
 	if err := iw.WriteSigState(sigs); err != nil {
 		return err
+	}
+	if rseq != nil {
+		if err := iw.WriteRSeq(rseq); err != nil {
+			return err
+		}
 	}
 	if mm == nil {
 		return nil

@@ -54,6 +54,8 @@ func recordName(typ uint32) string {
 		return "MM"
 	case RecPages:
 		return "PAGES"
+	case RecRSeq:
+		return "RSEQ"
 	case RecSigHand:
 		return "SIGHAND"
 	case RecSigState:

@@ -166,6 +166,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var regs *image.Regs
 	var acts []image.SigAction
 	var sigs *image.SigState
+	var rseq *image.RSeq
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -194,6 +195,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRegs:
 			if regs, err = rs.ir.ReadRegs(rec); err != nil {
+				return err
+			}
+		case image.RecRSeq:
+			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
 				return err
 			}
 		case image.RecSigHand:
@@ -241,6 +246,14 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	if sigs != nil {
 		if err := p.setSigState(sigs, rsp); err != nil {
 			return err
+		}
+	}
+	if rseq != nil {
+		// Registered anew at the same area: the kernel updates it as it
+		// did before the cut.
+		if _, err := p.syscall(unix.SYS_RSEQ, rseq.Pointer, uint64(rseq.Size), uint64(rseq.Flags),
+			uint64(rseq.Signature)); err != nil {
+			return fmt.Errorf("rseq registration: %w", err)
 		}
 	}
 	return setRegs(p.tid, regs)

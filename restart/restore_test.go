@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/testenv"
 )
 
@@ -128,6 +129,14 @@ func TestRestoreCounterResumes(t *testing.T) {
 	if n := counterN(t, after[0]); n <= 20 {
 		t.Errorf("first count after restore is %d: it did not resume where it was", n)
 	}
+	// glibc registered rseq for the thread: the registration is back.
+	var again bytes.Buffer
+	if _, err := checkpoint.Write(&again, pid, checkpoint.Options{}); err != nil {
+		t.Fatalf("checkpoint of the restored counter: %v", err)
+	}
+	if before, after := rseqOf(t, img.Bytes()), rseqOf(t, again.Bytes()); before == nil || after == nil || *before != *after {
+		t.Errorf("rseq registration before %+v, after restore %+v", before, after)
+	}
 	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	if err != nil || strings.TrimSpace(string(st)) != "counter" {
 		t.Errorf("restored comm %q (%v), want counter", st, err)
@@ -213,4 +222,26 @@ func children(t *testing.T) string {
 		all = append(all, strings.Fields(string(data))...)
 	}
 	return strings.Join(all, " ")
+}
+
+// rseqOf returns the rseq registration of an image's first task.
+func rseqOf(t *testing.T, data []byte) *image.RSeq {
+	t.Helper()
+	r := image.NewReader(bytes.NewReader(data))
+	if _, err := r.NextTask(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rec, err := r.NextRecord()
+		if err != nil {
+			return nil
+		}
+		if rec.Type == image.RecRSeq {
+			q, err := r.ReadRSeq(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return q
+		}
+	}
 }
