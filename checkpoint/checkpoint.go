@@ -128,6 +128,7 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 	var acts []image.SigAction
 	var sigs *image.SigState
 	var rseq *image.RSeq
+	var files []image.FD
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
@@ -156,6 +157,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 			if acts, err = readSigHand(inj, t.status.SigCgt, t.status.SigIgn); err != nil {
 				return err
 			}
+			if files, err = readFiles(t.tid); err != nil {
+				return err
+			}
 		}
 		sigs, err = readSigState(inj)
 		return err
@@ -168,6 +172,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 			return err
 		}
 		if err := iw.WriteSigHand(acts); err != nil {
+			return err
+		}
+		if err := iw.WriteFiles(files); err != nil {
 			return err
 		}
 	}

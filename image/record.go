@@ -56,6 +56,8 @@ func recordName(typ uint32) string {
 		return "PAGES"
 	case RecRSeq:
 		return "RSEQ"
+	case RecFiles:
+		return "FILES"
 	case RecSigHand:
 		return "SIGHAND"
 	case RecSigState:

@@ -167,6 +167,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var acts []image.SigAction
 	var sigs *image.SigState
 	var rseq *image.RSeq
+	var files []image.FD
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -199,6 +200,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRSeq:
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
+				return err
+			}
+		case image.RecFiles:
+			if files, err = rs.ir.ReadFiles(rec); err != nil {
 				return err
 			}
 		case image.RecSigHand:
@@ -241,6 +246,9 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 		return err
 	}
 	if err := p.setSigHand(acts, rsp); err != nil {
+		return err
+	}
+	if err := p.setFiles(files, rsp); err != nil {
 		return err
 	}
 	if sigs != nil {

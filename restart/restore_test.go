@@ -122,8 +122,8 @@ func TestRestoreCounterResumes(t *testing.T) {
 		if strings.HasPrefix(l, "start") {
 			t.Fatalf("counter started afresh instead of resuming: %q", l)
 		}
-		if !strings.HasPrefix(l, want) || !strings.HasSuffix(l, "mem=ok fpu=ok") {
-			t.Errorf("after restore: %q, want %s... mem=ok fpu=ok", l, want)
+		if !strings.HasPrefix(l, want) || !strings.HasSuffix(l, "file=ok mem=ok fpu=ok") {
+			t.Errorf("after restore: %q, want %s... file=ok mem=ok fpu=ok", l, want)
 		}
 	}
 	if n := counterN(t, after[0]); n <= 20 {

@@ -142,8 +142,9 @@ func TestRestoreContainer(t *testing.T) {
 }
 
 // TestRestoreCounterResumes proves a restored process resumes rather than
-// restarts: the counter keeps its pid, its count, its memory and the values
-// it holds in AVX registers across the cut.
+// restarts: the counter keeps its pid, its count, its memory, the values it
+// holds in AVX registers, its signal handler, mask and alternate stack, and
+// its log file at the right offset across the cut.
 func TestRestoreCounterResumes(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t)
@@ -169,12 +170,24 @@ func TestRestoreCounterResumes(t *testing.T) {
 		if strings.HasPrefix(l, "start") {
 			t.Fatalf("the counter started afresh: %q", l)
 		}
-		if !strings.HasPrefix(l, fmt.Sprintf("pid=%d ", pid)) || !strings.HasSuffix(l, "mem=ok fpu=ok") {
+		if !strings.HasPrefix(l, fmt.Sprintf("pid=%d ", pid)) || !strings.HasSuffix(l, "file=ok mem=ok fpu=ok") {
 			t.Errorf("after restore: %q", l)
 		}
 	}
 	if n := lineCount(t, lines[0]); n <= 20 {
 		t.Errorf("first count after restore %d: it did not resume where it was", n)
+	}
+	// The log it kept open continues where the image left it: its lines
+	// count up without a gap or a repeat, past the cut.
+	logLines := reportLines(t, report+".log")
+	for i := 1; i < len(logLines); i++ {
+		if !strings.HasPrefix(logLines[i], "pid=") {
+			break // a partial line the killed original wrote past the cut
+		}
+		if a, b := lineCount(t, logLines[i-1]), lineCount(t, logLines[i]); b <= a {
+			t.Errorf("log line %d counts %d after %d: the offset was not restored", i, b, a)
+			break
+		}
 	}
 	for _, l := range lines {
 		if !strings.Contains(l, " usr1=0 sig=ok ") {

@@ -7,12 +7,14 @@
 // checkpoint and a restore), holds values in AVX registers through a busy
 // loop, and about every 20 ms appends a line to REPORT:
 //
-//	pid=P n=N usr1=K sig=ok mem=ok fpu=ok
+//	pid=P n=N usr1=K sig=ok file=ok mem=ok fpu=ok
 //
 // It also keeps signal state to check: a SIGUSR1 handler that runs on an
 // alternate stack and counts (usr1=K), and SIGUSR2 blocked; "sig=ok" says
-// both still hold. REPORT is opened by path for every line: restart does
-// not bring back open files yet. A process that was restarted instead of resumed would write a
+// both still hold. It keeps REPORT.log open (write-only, close-on-exec) and
+// writes every line there too: "file=ok" says the descriptor still has its
+// number, flags, file and offset. REPORT itself is opened by path for every
+// line, so that the test can read it whatever happens to the process. A process that was restarted instead of resumed would write a
 // second "start" line and count from 1 again; one whose memory or registers
 // were lost writes "bad". The test reads the file.
 #define _GNU_SOURCE
@@ -21,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +34,23 @@ static size_t words;
 static uint64_t expected_sum; // sum of buf, kept up to date incrementally
 static volatile sig_atomic_t usr1, usr1_off_stack;
 static char altstack[64 << 10];
+static int logfd;
+static off_t logged;
+static ino_t log_ino;
+
+// file_ok reports whether the log descriptor is still as it was opened,
+// at the offset of everything written to it.
+static int file_ok(void)
+{
+	struct stat st;
+	int fl = fcntl(logfd, F_GETFL), fd = fcntl(logfd, F_GETFD);
+
+	if (fl < 0 || (fl & O_ACCMODE) != O_WRONLY || fd < 0 || !(fd & FD_CLOEXEC))
+		return 0;
+	if (fstat(logfd, &st) < 0 || st.st_ino != log_ino)
+		return 0;
+	return lseek(logfd, 0, SEEK_CUR) == logged;
+}
 
 static void on_usr1(int sig)
 {
@@ -124,6 +144,14 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, NULL);
+	char logpath[4096];
+	struct stat st;
+
+	snprintf(logpath, sizeof logpath, "%s.log", report);
+	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (logfd < 0 || fstat(logfd, &st) < 0)
+		return 7;
+	log_ino = st.st_ino;
 	snprintf(line, sizeof line, "start pid=%d\n", getpid());
 	say(line);
 	for (;;) {
@@ -139,10 +167,12 @@ int main(int argc, char **argv)
 
 			for (size_t j = 0; j < words; j++)
 				sum += buf[j];
-			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d sig=%s mem=%s fpu=%s\n", getpid(),
-				 (unsigned long long)n, (int)usr1, sig_ok() ? "ok" : "bad",
+			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d sig=%s file=%s mem=%s fpu=%s\n", getpid(),
+				 (unsigned long long)n, (int)usr1, sig_ok() ? "ok" : "bad", file_ok() ? "ok" : "bad",
 				 sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
 			say(line);
+			if (write(logfd, line, strlen(line)) == (ssize_t)strlen(line))
+				logged += strlen(line);
 			last = now;
 		}
 	}

@@ -47,3 +47,27 @@ func TestSignalRecordsRefuseNonsense(t *testing.T) {
 		t.Errorf("count beyond the record: %v, want ErrLength", err)
 	}
 }
+
+func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
+	fds := []FD{
+		{Num: 0, Kind: FileDevice, Flags: 0, Path: "/dev/null", Dev: 5, Ino: 4},
+		{Num: 7, Kind: FileRegular, Flags: 0o2000001, Pos: 4096, Dev: 0xfe00, Ino: 1234, Path: "/var/log/x.log"},
+	}
+	got, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, fds))
+	if err != nil || !reflect.DeepEqual(got, fds) {
+		t.Fatalf("FILES round trip: %+v, %v", got, err)
+	}
+	for _, c := range []struct {
+		name string
+		fds  []FD
+		want error
+	}{
+		{"relative path", []FD{{Num: 1, Kind: FileRegular, Path: "x"}}, ErrInvalid},
+		{"unknown kind", []FD{{Num: 1, Kind: 9, Path: "/x"}}, ErrInvalid},
+		{"fd twice", []FD{{Num: 3, Kind: FileDevice, Path: "/dev/null"}, {Num: 3, Kind: FileDevice, Path: "/dev/zero"}}, ErrDuplicate},
+	} {
+		if _, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, c.fds)); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
