@@ -11,8 +11,6 @@ import (
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 )
 
-var errESRCH = unix.ESRCH
-
 // frozen is a subtree whose every task is stopped (or a zombie, which
 // cannot change while its parent is stopped).
 type frozen struct {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
@@ -53,5 +55,5 @@ func walk(root int) ([]taskRef, error) {
 
 // gone reports whether err says a /proc entry disappeared: its task exited.
 func gone(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, errESRCH)
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
 }
