@@ -75,6 +75,10 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	tables, pipes, err := fileTables(infos, f.held)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Mode: mode, Tasks: len(infos), Members: make([]Member, len(infos))}
 	for i, t := range infos {
 		res.Members[i] = Member{TaskID{t.tgid, t.tid}, credsOf(t.tgid, t.status)}
@@ -102,7 +106,7 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 		if _, held := f.held[t.tid]; !held {
 			continue // a zombie: nothing more to save
 		}
-		if err := writeTask(iw, f, t, hdr); err != nil {
+		if err := writeTask(iw, f, t, hdr, tables[t.tgid], pipes[t.tgid]); err != nil {
 			return nil, taskErr(t.tid, "capture", err)
 		}
 	}
@@ -116,7 +120,7 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 // writeTask writes the state of one stopped task after its TASK record: a
 // process's address space, every thread's registers, then the process's
 // pages, which go last because they are large.
-func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) error {
+func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, files []image.FD, pipes []image.Pipe) error {
 	if t.status.Seccomp != 0 {
 		// Its filter could refuse, trap or kill on the calls capture
 		// injects, and restart does not put filters back.
@@ -128,7 +132,6 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 	var acts []image.SigAction
 	var sigs *image.SigState
 	var rseq *image.RSeq
-	var files []image.FD
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
@@ -157,9 +160,6 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 			if acts, err = readSigHand(inj, t.status.SigCgt, t.status.SigIgn); err != nil {
 				return err
 			}
-			if files, err = readFiles(t.tid); err != nil {
-				return err
-			}
 		}
 		sigs, err = readSigState(inj)
 		return err
@@ -173,6 +173,11 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header) erro
 		}
 		if err := iw.WriteSigHand(acts); err != nil {
 			return err
+		}
+		for i := range pipes {
+			if err := iw.WritePipe(&pipes[i]); err != nil {
+				return err
+			}
 		}
 		if err := iw.WriteFiles(files); err != nil {
 			return err

@@ -1,8 +1,13 @@
 package checkpoint
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
@@ -10,8 +15,9 @@ import (
 
 // readFiles records the descriptors of process pid that restart can open
 // again: regular files and directories (by path, with their identity, flags
-// and offset) and character devices such as /dev/null. Other descriptors
-// (pipes, sockets, terminals, anonymous inodes) are not recorded yet: the
+// and offset), character devices such as /dev/null, and pipe ends (by
+// inode; fileTables keeps only the pipes of the tree). Other descriptors
+// (sockets, terminals, anonymous inodes) are not recorded yet: the
 // restored process does not have them.
 func readFiles(pid int) ([]image.FD, error) {
 	nums, err := procfs.FDs(pid)
@@ -26,6 +32,18 @@ func readFiles(pid int) ([]image.FD, error) {
 				continue // closed meanwhile (a thread of it may still run)
 			}
 			return nil, err
+		}
+		if ino, ok := strings.CutPrefix(target, "pipe:["); ok {
+			info, err := procfs.ReadFDInfo(pid, n)
+			if err != nil {
+				return nil, err
+			}
+			nr, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("fd %d: %q: %w", n, target, err)
+			}
+			fds = append(fds, image.FD{Num: uint32(n), Kind: image.FilePipe, Flags: info.Flags, Ino: nr, Path: target})
+			continue
 		}
 		if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
 			continue
@@ -53,4 +71,110 @@ func readFiles(pid int) ([]image.FD, error) {
 			Dev: st.Dev, Ino: st.Ino, Path: target})
 	}
 	return fds, nil
+}
+
+// fileTables reads the descriptor table of every live process of the tree.
+// A pipe is kept only if the tree holds both a read end and a write end of
+// it; its buffered bytes are read once, and its PIPE record goes with the
+// first process that uses it.
+func fileTables(infos []*taskInfo, held map[int]int) (map[int][]image.FD, map[int][]image.Pipe, error) {
+	tables := make(map[int][]image.FD)
+	type ends struct {
+		readers, writers int
+		first            int // tgid of the first process holding it
+		fd               int // one of its descriptors there
+	}
+	pipes := make(map[uint64]*ends)
+	var order []uint64
+	for _, t := range infos {
+		if t.tid != t.tgid {
+			continue // threads share their leader's table
+		}
+		if _, live := held[t.tid]; !live {
+			continue
+		}
+		fds, err := readFiles(t.tid)
+		if err != nil {
+			return nil, nil, taskErr(t.tid, "read files", err)
+		}
+		tables[t.tgid] = fds
+		for _, f := range fds {
+			if f.Kind != image.FilePipe {
+				continue
+			}
+			e, ok := pipes[f.Ino]
+			if !ok {
+				e = &ends{first: t.tgid, fd: int(f.Num)}
+				pipes[f.Ino] = e
+				order = append(order, f.Ino)
+			}
+			if f.Flags&syscall.O_ACCMODE == syscall.O_WRONLY {
+				e.writers++
+			} else {
+				e.readers++
+			}
+		}
+	}
+	withPipes := make(map[int][]image.Pipe)
+	for _, ino := range order {
+		e := pipes[ino]
+		if e.readers == 0 || e.writers == 0 {
+			continue // an end lies outside the tree: not recorded yet
+		}
+		p, err := readPipe(e.first, e.fd, ino)
+		if err != nil {
+			return nil, nil, taskErr(e.first, fmt.Sprintf("read pipe fd %d", e.fd), err)
+		}
+		withPipes[e.first] = append(withPipes[e.first], *p)
+	}
+	for tgid, fds := range tables {
+		kept := fds[:0]
+		for _, f := range fds {
+			if e := pipes[f.Ino]; f.Kind == image.FilePipe && (e.readers == 0 || e.writers == 0) {
+				continue
+			}
+			kept = append(kept, f)
+		}
+		tables[tgid] = kept
+	}
+	return tables, withPipes, nil
+}
+
+// readPipe copies the bytes buffered in a pipe without taking them: tee(2)
+// from the pipe (reopened through /proc) into a pipe of our own.
+func readPipe(pid, fd int, ino uint64) (*image.Pipe, error) {
+	src, err := os.OpenFile(procfs.FDPath(pid, fd), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	size, err := unix.FcntlInt(src.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl(F_GETPIPE_SZ)", err)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+		return nil, os.NewSyscallError("fcntl(F_SETPIPE_SZ)", err)
+	}
+	n, err := unix.Tee(int(src.Fd()), p[1], size, unix.SPLICE_F_NONBLOCK)
+	if err == unix.EAGAIN {
+		n, err = 0, nil // empty
+	}
+	if err != nil {
+		return nil, os.NewSyscallError("tee", err)
+	}
+	data := make([]byte, n)
+	for got := 0; got < int(n); {
+		m, err := unix.Read(p[0], data[got:])
+		if err != nil {
+			return nil, os.NewSyscallError("read", err)
+		}
+		got += m
+	}
+	return &image.Pipe{Ino: ino, Size: uint32(size), Data: data}, nil
 }

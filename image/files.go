@@ -1,7 +1,13 @@
 package image
 
-// RecFiles is the per-process record of its file descriptor table.
-const RecFiles = 301
+// Per-task record types of the files subsystem.
+const (
+	RecFiles = 301 // a process's descriptor table
+	RecPipe  = 302 // a pipe's size and buffered bytes, before the FILES that first uses it
+)
+
+// MaxPipeSize caps a pipe's buffer (the kernel's default pipe-max-size).
+const MaxPipeSize = 1 << 20
 
 // MaxFDs caps a FILES record (the kernel's default nr_open is 1<<20).
 const MaxFDs = 1 << 20
@@ -10,7 +16,16 @@ const MaxFDs = 1 << 20
 const (
 	FileRegular = 1 // a file or directory reopened by path, checked by device and inode
 	FileDevice  = 2 // a character device reopened by path (/dev/null ...)
+	FilePipe    = 3 // an end of a pipe of the tree, named by Ino (a PIPE record's)
 )
+
+// Pipe is a pipe of the tree: its buffer size and the bytes in it at the
+// checkpoint, which restart puts back before any task can read them.
+type Pipe struct {
+	Ino  uint64
+	Size uint32
+	Data []byte
+}
 
 // FD is one descriptor of a process and the open file behind it.
 type FD struct {
@@ -51,13 +66,13 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 		f.Path = d.str("path", MaxPathLen)
 		switch {
 		case d.err != nil:
-		case f.Kind != FileRegular && f.Kind != FileDevice:
+		case f.Kind != FileRegular && f.Kind != FileDevice && f.Kind != FilePipe:
 			d.failAt(off, ErrInvalid, "fd %d: unknown kind %d", f.Num, f.Kind)
 		case f.Num >= MaxFDs:
 			d.failAt(off, ErrInvalid, "fd %d is beyond the limit %d", f.Num, MaxFDs)
 		case seen[f.Num]:
 			d.failAt(off, ErrDuplicate, "fd %d given twice", f.Num)
-		case len(f.Path) == 0 || f.Path[0] != '/':
+		case f.Kind != FilePipe && (len(f.Path) == 0 || f.Path[0] != '/'):
 			d.failAt(off, ErrInvalid, "fd %d: path %q is not absolute", f.Num, f.Path)
 		}
 		seen[f.Num] = true
@@ -82,4 +97,42 @@ func (r *Reader) ReadFiles(rec Record) ([]FD, error) {
 		return nil, r.fail(err)
 	}
 	return fds, nil
+}
+
+// PIPE payload: ino u64, size u32, u32 length, the buffered bytes.
+func appendPipe(b []byte, p *Pipe) []byte {
+	b = le.AppendUint64(b, p.Ino)
+	b = le.AppendUint32(b, p.Size)
+	b = le.AppendUint32(b, uint32(len(p.Data)))
+	return append(b, p.Data...)
+}
+
+func decodePipe(h recHeader, payload []byte) (*Pipe, error) {
+	d := newDecoder(h, payload)
+	p := &Pipe{Ino: d.u64("pipe inode"), Size: d.u32("pipe size")}
+	n := d.count("buffered bytes", MaxPipeSize, 1)
+	p.Data = append([]byte(nil), d.bytes(n, "buffered bytes")...)
+	if d.err == nil && (p.Size > MaxPipeSize || uint32(n) > p.Size) {
+		d.fail(ErrInvalid, "pipe of %d bytes holding %d", p.Size, n)
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// WritePipe writes a PIPE record for the current task.
+func (w *Writer) WritePipe(p *Pipe) error { return w.writeSmall(RecPipe, appendPipe(nil, p)) }
+
+// ReadPipe decodes the PIPE record rec that NextRecord returned.
+func (r *Reader) ReadPipe(rec Record) (*Pipe, error) {
+	h, payload, err := r.small(rec)
+	if err != nil {
+		return nil, err
+	}
+	p, err := decodePipe(h, payload)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return p, nil
 }

@@ -58,6 +58,8 @@ func recordName(typ uint32) string {
 		return "RSEQ"
 	case RecFiles:
 		return "FILES"
+	case RecPipe:
+		return "PIPE"
 	case RecSigHand:
 		return "SIGHAND"
 	case RecSigState:

@@ -2,6 +2,7 @@ package restart
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -14,9 +15,17 @@ const reopenFlags = unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 
 // setFiles opens every recorded descriptor again in the task, at its number,
 // with its flags and offset. A regular file must still be the one the
-// image saw (device and inode): writing to another would lose data.
-func (p *proc) setFiles(fds []image.FD, rsp uint64) error {
+// image saw (device and inode): writing to another would lose data. A pipe
+// end is opened through /proc from the pipe the restorer made for it.
+func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet) error {
 	for _, f := range fds {
+		if f.Kind == image.FilePipe {
+			path, err := pipes.path(f)
+			if err != nil {
+				return fmt.Errorf("fd %d: %w", f.Num, err)
+			}
+			f.Path = path
+		}
 		if err := p.setFile(f, rsp); err != nil {
 			return fmt.Errorf("fd %d (%s): %w", f.Num, f.Path, err)
 		}
@@ -59,4 +68,56 @@ func (p *proc) setFile(f image.FD, rsp uint64) error {
 		}
 	}
 	return nil
+}
+
+// pipeSet holds the pipes a restore made, by their inode in the image,
+// until every task has opened its ends.
+type pipeSet struct {
+	byIno map[uint64][2]*os.File // read end, write end
+}
+
+// add makes a pipe of the image's size and puts its buffered bytes back.
+func (s *pipeSet) add(p *image.Pipe) error {
+	if s.byIno == nil {
+		s.byIno = make(map[uint64][2]*os.File)
+	}
+	if _, dup := s.byIno[p.Ino]; dup {
+		return fmt.Errorf("pipe %d given twice", p.Ino)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	s.byIno[p.Ino] = [2]*os.File{r, w}
+	if p.Size > 0 {
+		if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, int(p.Size)); err != nil {
+			return fmt.Errorf("pipe %d: size %d: %w", p.Ino, p.Size, err)
+		}
+	}
+	if _, err := w.Write(p.Data); err != nil {
+		return fmt.Errorf("pipe %d: refill %d bytes: %w", p.Ino, len(p.Data), err)
+	}
+	return nil
+}
+
+// path names the end f of a pipe so that a task can open it: the
+// restorer's own descriptor, seen through /proc.
+func (s *pipeSet) path(f image.FD) (string, error) {
+	ends, ok := s.byIno[f.Ino]
+	if !ok {
+		return "", fmt.Errorf("pipe %d has no PIPE record before it", f.Ino)
+	}
+	end := ends[0]
+	if f.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end = ends[1]
+	}
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), end.Fd()), nil
+}
+
+// close drops the restorer's ends: the tasks hold their own.
+func (s *pipeSet) close() {
+	for _, ends := range s.byIno {
+		ends[0].Close()
+		ends[1].Close()
+	}
 }

@@ -59,6 +59,7 @@ func Restore(r io.Reader) (*Result, error) {
 	}
 	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller()}
 	defer rs.pages.close()
+	defer rs.pipes.close()
 	res, err := rs.run()
 	if err != nil {
 		rs.teardown()
@@ -86,6 +87,7 @@ type restorer struct {
 	dead map[ProcID]bool // exited as the plan or the image wants
 
 	pages *pageFiller // writes page contents while the next are read
+	pipes pipeSet     // the image's pipes, until the tasks have opened them
 }
 
 func (rs *restorer) run() (*Result, error) {
@@ -202,6 +204,14 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
 				return err
 			}
+		case image.RecPipe:
+			pipe, err := rs.ir.ReadPipe(rec)
+			if err != nil {
+				return err
+			}
+			if err := rs.pipes.add(pipe); err != nil {
+				return err
+			}
 		case image.RecFiles:
 			if files, err = rs.ir.ReadFiles(rec); err != nil {
 				return err
@@ -248,7 +258,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	if err := p.setSigHand(acts, rsp); err != nil {
 		return err
 	}
-	if err := p.setFiles(files, rsp); err != nil {
+	if err := p.setFiles(files, rsp, &rs.pipes); err != nil {
 		return err
 	}
 	if sigs != nil {

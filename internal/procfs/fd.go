@@ -17,7 +17,7 @@ type FDInfo struct {
 
 // FDs lists the descriptor numbers of process pid, sorted.
 func FDs(pid int) ([]int, error) {
-	return numericEntries(pidDir(pid) + "/fd")
+	return numericEntries(pidDir(pid)+"/fd", 0)
 }
 
 // FDTarget reads the /proc/<pid>/fd/<fd> link: a path, or "pipe:[ino]",

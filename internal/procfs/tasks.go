@@ -9,12 +9,12 @@ import (
 
 // Pids lists the processes (thread group leaders) of the /proc namespace.
 func Pids() ([]int, error) {
-	return numericEntries(Root)
+	return numericEntries(Root, 1)
 }
 
 // Threads lists the thread ids of process pid, sorted.
 func Threads(pid int) ([]int, error) {
-	return numericEntries(pidDir(pid) + "/task")
+	return numericEntries(pidDir(pid)+"/task", 1)
 }
 
 // Children lists the children of every thread of process pid, sorted.
@@ -43,7 +43,9 @@ func Children(pid int) ([]int, error) {
 	return slices.Compact(out), nil
 }
 
-func numericEntries(dir string) ([]int, error) {
+// numericEntries lists the names of dir that are numbers of at least min,
+// sorted.
+func numericEntries(dir string, min int) ([]int, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -55,7 +57,7 @@ func numericEntries(dir string) ([]int, error) {
 	}
 	out := make([]int, 0, len(names))
 	for _, name := range names {
-		if n, err := strconv.Atoi(name); err == nil && n > 0 {
+		if n, err := strconv.Atoi(name); err == nil && n >= min {
 			out = append(out, n)
 		}
 	}
