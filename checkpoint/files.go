@@ -16,9 +16,9 @@ import (
 // readFiles records the descriptors of process pid that restart can open
 // again: regular files and directories (by path, with their identity, flags
 // and offset), character devices such as /dev/null, and pipe ends (by
-// inode; fileTables keeps only the pipes of the tree). Other descriptors
-// (sockets, terminals, anonymous inodes) are not recorded yet: the
-// restored process does not have them.
+// inode; fileTables keeps only the pipes of the tree), eventfds and epoll
+// instances. Other descriptors (sockets, terminals, other anonymous inodes)
+// are not recorded yet: the restored process does not have them.
 func readFiles(pid int) ([]image.FD, error) {
 	nums, err := procfs.FDs(pid)
 	if err != nil {
@@ -43,6 +43,14 @@ func readFiles(pid int) ([]image.FD, error) {
 				return nil, fmt.Errorf("fd %d: %q: %w", n, target, err)
 			}
 			fds = append(fds, image.FD{Num: uint32(n), Kind: image.FilePipe, Flags: info.Flags, Ino: nr, Path: target})
+			continue
+		}
+		if target == "anon_inode:[eventfd]" || target == "anon_inode:[eventpoll]" {
+			info, err := procfs.ReadFDInfo(pid, n)
+			if err != nil {
+				return nil, err
+			}
+			fds = append(fds, anonFD(n, target, info))
 			continue
 		}
 		if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
@@ -177,4 +185,23 @@ func readPipe(pid, fd int, ino uint64) (*image.Pipe, error) {
 		got += m
 	}
 	return &image.Pipe{Ino: ino, Size: uint32(size), Data: data}, nil
+}
+
+// anonFD records an eventfd (its counter and mode) or an epoll instance
+// (its watches, which restart adds once every other descriptor is back).
+func anonFD(n int, target string, info *procfs.FDInfo) image.FD {
+	f := image.FD{Num: uint32(n), Flags: info.Flags, Path: target}
+	if target == "anon_inode:[eventfd]" {
+		sem := uint64(0)
+		if info.EventfdSemaphore {
+			sem = 1
+		}
+		f.Kind, f.Extra = image.FileEventfd, []uint64{info.EventfdCount, sem}
+		return f
+	}
+	f.Kind = image.FileEpoll
+	for _, w := range info.EpollWatches {
+		f.Extra = append(f.Extra, uint64(w.FD), uint64(w.Events), w.Data)
+	}
+	return f
 }

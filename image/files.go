@@ -17,7 +17,12 @@ const (
 	FileRegular = 1 // a file or directory reopened by path, checked by device and inode
 	FileDevice  = 2 // a character device reopened by path (/dev/null ...)
 	FilePipe    = 3 // an end of a pipe of the tree, named by Ino (a PIPE record's)
+	FileEventfd = 4 // an eventfd; Extra is its count and semaphore flag
+	FileEpoll   = 5 // an epoll instance; Extra is (fd, events, data) per watch
 )
+
+// MaxExtra caps the kind-specific words of one descriptor.
+const MaxExtra = 3 << 16
 
 // Pipe is a pipe of the tree: its buffer size and the bytes in it at the
 // checkpoint, which restart puts back before any task can read them.
@@ -35,10 +40,12 @@ type FD struct {
 	Pos      uint64
 	Dev, Ino uint64
 	Path     string
+	Extra    []uint64 // kind-specific state (see the kinds)
 }
 
 // FILES payload: u32 count, then per descriptor: num, kind, flags (u32),
-// pos, dev, ino (u64), u16 length + path.
+// pos, dev, ino (u64), u16 length + path, u32 count + that many u64 of
+// kind-specific state.
 func appendFiles(b []byte, fds []FD) []byte {
 	b = le.AppendUint32(b, uint32(len(fds)))
 	for _, f := range fds {
@@ -49,13 +56,17 @@ func appendFiles(b []byte, fds []FD) []byte {
 		b = le.AppendUint64(b, f.Dev)
 		b = le.AppendUint64(b, f.Ino)
 		b = appendString(b, f.Path)
+		b = le.AppendUint32(b, uint32(len(f.Extra)))
+		for _, x := range f.Extra {
+			b = le.AppendUint64(b, x)
+		}
 	}
 	return b
 }
 
 func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 	d := newDecoder(h, payload)
-	n := d.count("nr_fds", MaxFDs, 4*3+8*3+2)
+	n := d.count("nr_fds", MaxFDs, 4*3+8*3+2+4)
 	fds := make([]FD, n)
 	seen := make(map[uint32]bool, n)
 	for i := range fds {
@@ -64,15 +75,23 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 		f.Num, f.Kind, f.Flags = d.u32("fd"), d.u32("kind"), d.u32("flags")
 		f.Pos, f.Dev, f.Ino = d.u64("pos"), d.u64("dev"), d.u64("ino")
 		f.Path = d.str("path", MaxPathLen)
+		if x := d.count("nr_extra", MaxExtra, 8); x > 0 {
+			f.Extra = make([]uint64, x)
+			for j := range f.Extra {
+				f.Extra[j] = d.u64("extra")
+			}
+		}
 		switch {
 		case d.err != nil:
-		case f.Kind != FileRegular && f.Kind != FileDevice && f.Kind != FilePipe:
+		case f.Kind < FileRegular || f.Kind > FileEpoll:
 			d.failAt(off, ErrInvalid, "fd %d: unknown kind %d", f.Num, f.Kind)
+		case f.Kind == FileEventfd && len(f.Extra) != 2, f.Kind == FileEpoll && len(f.Extra)%3 != 0:
+			d.failAt(off, ErrInvalid, "fd %d: %d words of state do not fit its kind", f.Num, len(f.Extra))
 		case f.Num >= MaxFDs:
 			d.failAt(off, ErrInvalid, "fd %d is beyond the limit %d", f.Num, MaxFDs)
 		case seen[f.Num]:
 			d.failAt(off, ErrDuplicate, "fd %d given twice", f.Num)
-		case f.Kind != FilePipe && (len(f.Path) == 0 || f.Path[0] != '/'):
+		case (f.Kind == FileRegular || f.Kind == FileDevice) && (len(f.Path) == 0 || f.Path[0] != '/'):
 			d.failAt(off, ErrInvalid, "fd %d: path %q is not absolute", f.Num, f.Path)
 		}
 		seen[f.Num] = true

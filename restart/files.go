@@ -1,6 +1,7 @@
 package restart
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -18,7 +19,19 @@ const reopenFlags = unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 // image saw (device and inode): writing to another would lose data. A pipe
 // end is opened through /proc from the pipe the restorer made for it.
 func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet) error {
+	// Epoll instances last: their watches name the other descriptors.
+	var epolls []image.FD
 	for _, f := range fds {
+		switch f.Kind {
+		case image.FileEpoll:
+			epolls = append(epolls, f)
+			continue
+		case image.FileEventfd:
+			if err := p.setEventfd(f); err != nil {
+				return fmt.Errorf("fd %d (eventfd): %w", f.Num, err)
+			}
+			continue
+		}
 		if f.Kind == image.FilePipe {
 			path, err := pipes.path(f)
 			if err != nil {
@@ -28,6 +41,69 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet) error {
 		}
 		if err := p.setFile(f, rsp); err != nil {
 			return fmt.Errorf("fd %d (%s): %w", f.Num, f.Path, err)
+		}
+	}
+	for _, f := range epolls {
+		if err := p.setEpoll(f, rsp); err != nil {
+			return fmt.Errorf("fd %d (epoll): %w", f.Num, err)
+		}
+	}
+	return nil
+}
+
+// place moves a descriptor the task just made to its recorded number.
+func (p *proc) place(fd uint64, f image.FD) error {
+	if fd == uint64(f.Num) {
+		return nil
+	}
+	cloexec := uint64(0)
+	if f.Flags&unix.O_CLOEXEC != 0 {
+		cloexec = unix.O_CLOEXEC
+	}
+	if _, err := p.syscall(unix.SYS_DUP3, fd, uint64(f.Num), cloexec); err != nil {
+		return fmt.Errorf("dup3 to its number: %w", err)
+	}
+	_, err := p.syscall(unix.SYS_CLOSE, fd)
+	return err
+}
+
+// setEventfd makes the eventfd again with its counter and mode.
+func (p *proc) setEventfd(f image.FD) error {
+	count, sem := f.Extra[0], f.Extra[1]
+	if count > 0xffffffff {
+		return fmt.Errorf("counter %d does not fit eventfd2's initial value", count)
+	}
+	flags := uint64(f.Flags & (unix.O_CLOEXEC | unix.O_NONBLOCK))
+	if sem != 0 {
+		flags |= unix.EFD_SEMAPHORE
+	}
+	fd, err := p.syscall(unix.SYS_EVENTFD2, count, flags)
+	if err != nil {
+		return err
+	}
+	return p.place(fd, f)
+}
+
+// setEpoll makes the epoll instance again and adds its watches.
+func (p *proc) setEpoll(f image.FD, rsp uint64) error {
+	fd, err := p.syscall(unix.SYS_EPOLL_CREATE1, uint64(f.Flags&unix.O_CLOEXEC))
+	if err != nil {
+		return err
+	}
+	if err := p.place(fd, f); err != nil {
+		return err
+	}
+	for i := 0; i+2 < len(f.Extra); i += 3 {
+		target, events, data := f.Extra[i], f.Extra[i+1], f.Extra[i+2]
+		ev := make([]byte, 12) // struct epoll_event, packed on x86-64
+		binary.LittleEndian.PutUint32(ev, uint32(events))
+		binary.LittleEndian.PutUint64(ev[4:], data)
+		err := p.withStackArg(rsp, ev, func(addr uint64) error {
+			_, err := p.syscall(unix.SYS_EPOLL_CTL, uint64(f.Num), unix.EPOLL_CTL_ADD, target, addr)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("watch fd %d: %w", target, err)
 		}
 	}
 	return nil
@@ -52,15 +128,8 @@ func (p *proc) setFile(f image.FD, rsp uint64) error {
 	if err != nil {
 		return fmt.Errorf("reopen: %w", err)
 	}
-	cloexec := uint64(0)
-	if f.Flags&unix.O_CLOEXEC != 0 {
-		cloexec = unix.O_CLOEXEC
-	}
-	if fd != uint64(f.Num) {
-		if _, err := p.syscall(unix.SYS_DUP3, fd, uint64(f.Num), cloexec); err != nil {
-			return fmt.Errorf("dup3 to its number: %w", err)
-		}
-		p.syscall(unix.SYS_CLOSE, fd)
+	if err := p.place(fd, f); err != nil {
+		return err
 	}
 	if f.Kind == image.FileRegular && f.Pos != 0 {
 		if _, err := p.syscall(unix.SYS_LSEEK, uint64(f.Num), f.Pos, 0 /* SEEK_SET */); err != nil {

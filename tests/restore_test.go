@@ -407,3 +407,118 @@ func TestRestorePipeline(t *testing.T) {
 		t.Fatalf("the restored pipeline wrote other bytes than seq 1 %d (lines, last line: %s)", n, lines)
 	}
 }
+
+// reportField returns the value of key=value in a report line.
+func reportField(t testing.TB, line, key string) string {
+	t.Helper()
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	t.Fatalf("no %s= in %q", key, line)
+	return ""
+}
+
+// restoreRealProgram checkpoints a running program through the mount, kills
+// it, restores it, and returns the report lines it wrote before the cut
+// and after the restore.
+func restoreRealProgram(t *testing.T, report string, cmd *exec.Cmd, warmup time.Duration) (before, after []string) {
+	t.Helper()
+	m := testMount(t)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+	time.Sleep(warmup)
+	img := filepath.Join(t.TempDir(), "img")
+	checkpointTo(t, m, pid, img)
+	cmd.Process.Kill()
+	cmd.Wait()
+	before = reportLines(t, report)
+	out, r := restoreFile(t, m, img, "program")
+	if r.code != 0 || out.Root != pid {
+		t.Fatalf("restore: %s\noutcome %+v", r, out)
+	}
+	time.Sleep(time.Second)
+	if s := taskState(pid, pid); s == 0 || s == 'Z' {
+		t.Fatalf("the restored program died (state %q)", s)
+	}
+	return before, reportLines(t, report)
+}
+
+// TestRestoreGoProgram: a Go program with goroutines on several threads,
+// its netpoller's epoll and eventfd, and its timers, carries on.
+func TestRestoreGoProgram(t *testing.T) {
+	requireEnv(t)
+	bin := filepath.Join(t.TempDir(), "goroutines")
+	mustRun(t, goTool(), "build", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "goroutines"))
+	report := filepath.Join(t.TempDir(), "report")
+	before, after := restoreRealProgram(t, report, exec.Command(bin, report), 600*time.Millisecond)
+	if len(before) < 3 || len(after) < len(before)+5 {
+		t.Fatalf("%d lines before the cut, %d after a second of the restored program", len(before), len(after))
+	}
+	last := before[len(before)-1]
+	pid, tick := reportField(t, last, "pid"), lineTick(t, last)
+	for _, l := range after[len(before):] {
+		if reportField(t, l, "pid") != pid || reportField(t, l, "sum") != "ok" {
+			t.Errorf("after restore: %q", l)
+		}
+	}
+	// It resumed where the image was taken: its ticks go on from there
+	// instead of starting over at 0.
+	if first := lineTick(t, after[len(before)]); first == 0 || first > tick+2 {
+		t.Errorf("first tick after restore %d, last before the kill %d", first, tick)
+	}
+}
+
+func lineTick(t testing.TB, line string) int {
+	n, err := strconv.Atoi(reportField(t, line, "tick"))
+	if err != nil {
+		t.Fatalf("bad tick in %q", line)
+	}
+	return n
+}
+
+// TestRestorePython: a Python interpreter in a loop that checks its own
+// state carries on with its memory and its open file.
+func TestRestorePython(t *testing.T) {
+	requireEnv(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("no python3 on this machine")
+	}
+	const prog = `
+import os, sys
+d = {i: i * i for i in range(100000)}
+base = sum(d.values())
+n = 0
+out = open(sys.argv[1], "w", buffering=1)
+while True:
+    n += 1
+    d[n % 100000] += 1
+    if n % 20000 == 0:
+        ok = sum(d.values()) == base + n
+        out.write("pid=%d n=%d state=%s\n" % (os.getpid(), n, "ok" if ok else "bad"))
+`
+	report := filepath.Join(t.TempDir(), "report")
+	before, after := restoreRealProgram(t, report, exec.Command("python3", "-c", prog, report), time.Second)
+	if len(before) < 3 {
+		t.Fatalf("only %d lines before the cut", len(before))
+	}
+	pid := reportField(t, before[0], "pid")
+	prev := 0
+	for i, l := range after {
+		if reportField(t, l, "pid") != pid || reportField(t, l, "state") != "ok" {
+			t.Errorf("line %d: %q", i, l)
+		}
+		n, _ := strconv.Atoi(reportField(t, l, "n"))
+		if n <= prev {
+			t.Errorf("line %d: n=%d after %d: the file offset or the state went back", i, n, prev)
+		}
+		prev = n
+	}
+	if len(after) <= len(before) {
+		t.Errorf("%d lines after the restore, %d before: it did not carry on", len(after), len(before))
+	}
+}
