@@ -132,6 +132,7 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 	var acts []image.SigAction
 	var sigs *image.SigState
 	var rseq *image.RSeq
+	var proc *image.Process
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
@@ -160,6 +161,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 			if acts, err = readSigHand(inj, t.status.SigCgt, t.status.SigIgn); err != nil {
 				return err
 			}
+			if proc, err = readProcess(t, inj); err != nil {
+				return err
+			}
 		}
 		sigs, err = readSigState(inj)
 		return err
@@ -168,6 +172,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 		return err
 	}
 	if mm != nil {
+		if err := iw.WriteProcess(proc); err != nil {
+			return err
+		}
 		if err := iw.WriteMM(mm); err != nil {
 			return err
 		}

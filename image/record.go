@@ -48,6 +48,8 @@ func recordName(typ uint32) string {
 		return "TASK"
 	case RecTail:
 		return "TAIL"
+	case RecProcess:
+		return "PROCESS"
 	case RecRegs:
 		return "REGS"
 	case RecMM:

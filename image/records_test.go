@@ -71,3 +71,22 @@ func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
 		}
 	}
 }
+
+func TestProcessRecord(t *testing.T) {
+	p := &Process{Cwd: "/srv/app", Root: "/", Umask: 0o027, Personality: 0x40000, Nice: 5, OOMScoreAdj: -500,
+		NoNewPrivs: true, Subreaper: true}
+	got, err := decodeProcess(recHeader{typ: RecProcess}, appendProcess(nil, p))
+	if err != nil || *got != *p {
+		t.Fatalf("PROCESS round trip: %+v, %v", got, err)
+	}
+	bad := *p
+	bad.Nice = 40
+	if _, err := decodeProcess(recHeader{typ: RecProcess}, appendProcess(nil, &bad)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nice 40: %v, want ErrInvalid", err)
+	}
+	bad = *p
+	bad.Cwd = "relative"
+	if _, err := decodeProcess(recHeader{typ: RecProcess}, appendProcess(nil, &bad)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("relative cwd: %v, want ErrInvalid", err)
+	}
+}

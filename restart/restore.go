@@ -170,6 +170,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var sigs *image.SigState
 	var rseq *image.RSeq
 	var files []image.FD
+	var process *image.Process
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -202,6 +203,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRSeq:
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
+				return err
+			}
+		case image.RecProcess:
+			if process, err = rs.ir.ReadProcess(rec); err != nil {
 				return err
 			}
 		case image.RecPipe:
@@ -260,6 +265,11 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	}
 	if err := p.setFiles(files, rsp, &rs.pipes); err != nil {
 		return err
+	}
+	if process != nil {
+		if err := p.setProcess(process, rsp); err != nil {
+			return err
+		}
 	}
 	if sigs != nil {
 		if err := p.setSigState(sigs, rsp); err != nil {

@@ -143,8 +143,9 @@ func TestRestoreContainer(t *testing.T) {
 
 // TestRestoreCounterResumes proves a restored process resumes rather than
 // restarts: the counter keeps its pid, its count, its memory, the values it
-// holds in AVX registers, its signal handler, mask and alternate stack, and
-// its log file at the right offset across the cut.
+// holds in AVX registers, its signal handler, mask and alternate stack, its
+// working directory, umask, nice value and subreaper flag, and its log file
+// at the right offset across the cut.
 func TestRestoreCounterResumes(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t)
@@ -190,8 +191,8 @@ func TestRestoreCounterResumes(t *testing.T) {
 		}
 	}
 	for _, l := range lines {
-		if !strings.Contains(l, " usr1=0 sig=ok ") {
-			t.Errorf("signal state after restore: %q, want usr1=0 sig=ok", l)
+		if !strings.Contains(l, " usr1=0 sig=ok proc=ok ") {
+			t.Errorf("signal and process state after restore: %q, want usr1=0 sig=ok proc=ok", l)
 		}
 	}
 	// The restored handler runs, on the restored alternate stack; without

@@ -28,9 +28,11 @@ type Status struct {
 	CapPrm uint64
 	CapEff uint64
 	// Seccomp is the task's seccomp mode: 0 none, 1 strict, 2 filter.
-	Seccomp int
-	SigIgn  uint64 // signals ignored (bit n-1 for signal n)
-	SigCgt  uint64 // signals caught by a handler
+	Seccomp    int
+	Umask      uint32
+	NoNewPrivs bool
+	SigIgn     uint64 // signals ignored (bit n-1 for signal n)
+	SigCgt     uint64 // signals caught by a handler
 }
 
 // ReadStatus reads /proc/<pid>/status.
@@ -93,6 +95,12 @@ func parseStatus(data []byte) (*Status, error) {
 			err = parseIDs(val, &s.Gid)
 		case "CapPrm":
 			s.CapPrm, err = strconv.ParseUint(val, 16, 64)
+		case "Umask":
+			var u uint64
+			u, err = strconv.ParseUint(val, 8, 32)
+			s.Umask = uint32(u)
+		case "NoNewPrivs":
+			s.NoNewPrivs = val == "1"
 		case "SigIgn":
 			s.SigIgn, err = strconv.ParseUint(val, 16, 64)
 		case "SigCgt":

@@ -7,22 +7,27 @@
 // checkpoint and a restore), holds values in AVX registers through a busy
 // loop, and about every 20 ms appends a line to REPORT:
 //
-//	pid=P n=N usr1=K sig=ok file=ok mem=ok fpu=ok
+//	pid=P n=N usr1=K sig=ok proc=ok file=ok mem=ok fpu=ok
 //
 // It also keeps signal state to check: a SIGUSR1 handler that runs on an
 // alternate stack and counts (usr1=K), and SIGUSR2 blocked; "sig=ok" says
-// both still hold. It keeps REPORT.log open (write-only, close-on-exec) and
+// both still hold. It works in REPORT's directory with umask 027, nice 5
+// and as a child subreaper: "proc=ok" says these hold. It keeps REPORT.log open (write-only, close-on-exec) and
 // writes every line there too: "file=ok" says the descriptor still has its
 // number, flags, file and offset. REPORT itself is opened by path for every
 // line, so that the test can read it whatever happens to the process. A process that was restarted instead of resumed would write a
 // second "start" line and count from 1 again; one whose memory or registers
 // were lost writes "bad". The test reads the file.
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <libgen.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <string.h>
 #include <time.h>
@@ -37,6 +42,24 @@ static char altstack[64 << 10];
 static int logfd;
 static off_t logged;
 static ino_t log_ino;
+
+static char cwd[4096];
+
+// proc_ok reports whether the process attributes set up in main hold.
+static int proc_ok(void)
+{
+	char now[4096];
+	int sub = 0;
+	mode_t u = umask(0);
+
+	umask(u);
+	if (getcwd(now, sizeof now) == NULL || strcmp(now, cwd) != 0 || u != 027)
+		return 0;
+	errno = 0;
+	if (getpriority(PRIO_PROCESS, 0) != 5 || errno != 0)
+		return 0;
+	return prctl(PR_GET_CHILD_SUBREAPER, &sub) == 0 && sub == 1;
+}
 
 // file_ok reports whether the log descriptor is still as it was opened,
 // at the offset of everything written to it.
@@ -144,8 +167,15 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, NULL);
-	char logpath[4096];
+	char logpath[4096], dir[4096];
 	struct stat st;
+
+	snprintf(dir, sizeof dir, "%s", report);
+	if (chdir(dirname(dir)) < 0 || getcwd(cwd, sizeof cwd) == NULL)
+		return 8;
+	umask(027);
+	setpriority(PRIO_PROCESS, 0, 5);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	snprintf(logpath, sizeof logpath, "%s.log", report);
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -167,8 +197,9 @@ int main(int argc, char **argv)
 
 			for (size_t j = 0; j < words; j++)
 				sum += buf[j];
-			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d sig=%s file=%s mem=%s fpu=%s\n", getpid(),
-				 (unsigned long long)n, (int)usr1, sig_ok() ? "ok" : "bad", file_ok() ? "ok" : "bad",
+			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d sig=%s proc=%s file=%s mem=%s fpu=%s\n", getpid(),
+				 (unsigned long long)n, (int)usr1, sig_ok() ? "ok" : "bad", proc_ok() ? "ok" : "bad",
+				 file_ok() ? "ok" : "bad",
 				 sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
 			say(line);
 			if (write(logfd, line, strlen(line)) == (ssize_t)strlen(line))

@@ -1,0 +1,67 @@
+package checkpoint
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/inject"
+	"github.com/ckptfs/ckptfs/internal/procfs"
+)
+
+// readProcess reads a process's cwd, root, umask, personality, nice value,
+// oom_score_adj and no_new_privs from /proc, and its child-subreaper flag,
+// which only prctl tells, from the stopped task itself.
+func readProcess(t *taskInfo, inj *inject.Task) (*image.Process, error) {
+	dir := procfs.Root + "/" + strconv.Itoa(t.tgid)
+	p := &image.Process{Umask: t.status.Umask, NoNewPrivs: t.status.NoNewPrivs, Nice: t.stat.Nice}
+	var err error
+	if p.Cwd, err = os.Readlink(dir + "/cwd"); err != nil {
+		return nil, err
+	}
+	if p.Root, err = os.Readlink(dir + "/root"); err != nil {
+		return nil, err
+	}
+	if strings.HasSuffix(p.Cwd, " (deleted)") {
+		return nil, fmt.Errorf("working directory %s: %w", p.Cwd, ErrUnsupported)
+	}
+	data, err := os.ReadFile(dir + "/personality")
+	if err != nil {
+		return nil, err
+	}
+	pers, err := strconv.ParseUint(strings.TrimSpace(string(data)), 16, 32)
+	if err != nil {
+		return nil, err
+	}
+	p.Personality = uint32(pers)
+	if data, err = os.ReadFile(dir + "/oom_score_adj"); err != nil {
+		return nil, err
+	}
+	adj, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, err
+	}
+	p.OOMScoreAdj = int32(adj)
+	sc, err := borrowStack(inj.Tid, inj.Saved.Rsp, 8)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := inj.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, sc.addr); err != nil {
+		sc.release()
+		return nil, err
+	}
+	b, err := sc.read(4)
+	if rerr := sc.release(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.Subreaper = binary.LittleEndian.Uint32(b) != 0
+	return p, nil
+}
