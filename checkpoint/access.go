@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
@@ -159,4 +160,16 @@ func isAncestor(anc, pid int) bool {
 		pid = st.PPid
 	}
 	return false
+}
+
+// credsRecord is a task's credentials as the image keeps them.
+func credsRecord(st *procfs.Status) *image.Creds {
+	c := &image.Creds{CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb}
+	for i := range c.Uid {
+		c.Uid[i], c.Gid[i] = uint32(st.Uid[i]), uint32(st.Gid[i])
+	}
+	for _, g := range st.Groups {
+		c.Groups = append(c.Groups, uint32(g))
+	}
+	return c
 }

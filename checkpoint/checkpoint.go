@@ -201,6 +201,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 			return err
 		}
 	}
+	if err := iw.WriteCreds(credsRecord(t.status)); err != nil {
+		return err
+	}
 	if mm == nil {
 		return nil
 	}

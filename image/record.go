@@ -50,6 +50,8 @@ func recordName(typ uint32) string {
 		return "TAIL"
 	case RecProcess:
 		return "PROCESS"
+	case RecCreds:
+		return "CREDS"
 	case RecRegs:
 		return "REGS"
 	case RecMM:

@@ -90,3 +90,17 @@ func TestProcessRecord(t *testing.T) {
 		t.Errorf("relative cwd: %v, want ErrInvalid", err)
 	}
 }
+
+func TestCredsRecord(t *testing.T) {
+	c := &Creds{Uid: [4]uint32{1000, 1000, 1000, 1000}, Gid: [4]uint32{100, 100, 100, 100}, Groups: []uint32{4, 24},
+		CapPrm: 1 << 10, CapEff: 1 << 10, CapInh: 1 << 10, CapAmb: 1 << 10, CapBnd: 1<<41 - 1}
+	got, err := decodeCreds(recHeader{typ: RecCreds}, appendCreds(nil, c))
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("CREDS round trip: %+v, %v", got, err)
+	}
+	bad := *c
+	bad.CapEff = 1 << 21 // effective beyond permitted
+	if _, err := decodeCreds(recHeader{typ: RecCreds}, appendCreds(nil, &bad)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("effective beyond permitted: %v, want ErrInvalid", err)
+	}
+}

@@ -171,6 +171,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var rseq *image.RSeq
 	var files []image.FD
 	var process *image.Process
+	var creds *image.Creds
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -203,6 +204,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRSeq:
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
+				return err
+			}
+		case image.RecCreds:
+			if creds, err = rs.ir.ReadCreds(rec); err != nil {
 				return err
 			}
 		case image.RecProcess:
@@ -282,6 +287,11 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 		if _, err := p.syscall(unix.SYS_RSEQ, rseq.Pointer, uint64(rseq.Size), uint64(rseq.Flags),
 			uint64(rseq.Signature)); err != nil {
 			return fmt.Errorf("rseq registration: %w", err)
+		}
+	}
+	if creds != nil {
+		if err := p.setCreds(creds, rsp); err != nil {
+			return err
 		}
 	}
 	return setRegs(p.tid, regs)

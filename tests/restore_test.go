@@ -523,3 +523,67 @@ while True:
 		t.Errorf("%d lines after the restore, %d before: it did not carry on", len(after), len(before))
 	}
 }
+
+// TestRestoreKeepsCredentials: a process of another user comes back as that
+// user, with its groups and its (empty) capability sets, not as root.
+func TestRestoreKeepsCredentials(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	// Somewhere the other user can reach and write.
+	dir, err := os.MkdirTemp(env.workDir, "nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	bin := filepath.Join(dir, "counter")
+	mustRun(t, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
+	report := filepath.Join(dir, "report")
+	cmd := exec.Command(bin, report, "8")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{65534, 100}}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+	waitCount(t, report, 5)
+	before, err := procTruth(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus := credLines(t, pid)
+	img := filepath.Join(t.TempDir(), "img")
+	checkpointTo(t, m, pid, img)
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	out, r := restoreFile(t, m, img, "nobody")
+	if r.code != 0 || out.Root != pid {
+		t.Fatalf("restore: %s\noutcome %+v", r, out)
+	}
+	if got := credLines(t, pid); got != wantStatus {
+		t.Errorf("credentials after restore:\n%s\nwant:\n%s", got, wantStatus)
+	}
+	time.Sleep(200 * time.Millisecond)
+	lines := reportLines(t, report)
+	if last := lines[len(lines)-1]; !strings.HasSuffix(last, "file=ok mem=ok fpu=ok") || !strings.Contains(last, fmt.Sprintf("pid=%d ", before.Tgid)) {
+		t.Errorf("the restored counter reports %q", last)
+	}
+}
+
+// credLines returns the credential lines of /proc/<pid>/status.
+func credLines(t *testing.T, pid int) string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(data), "\n") {
+		for _, k := range []string{"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"} {
+			if strings.HasPrefix(l, k) {
+				keep = append(keep, l)
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
+}

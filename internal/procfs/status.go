@@ -25,8 +25,12 @@ type Status struct {
 	NSsid  []int
 	Uid    [4]int // real, effective, saved, filesystem
 	Gid    [4]int
+	Groups []int
+	CapInh uint64
 	CapPrm uint64
 	CapEff uint64
+	CapBnd uint64
+	CapAmb uint64
 	// Seccomp is the task's seccomp mode: 0 none, 1 strict, 2 filter.
 	Seccomp    int
 	Umask      uint32
@@ -93,6 +97,14 @@ func parseStatus(data []byte) (*Status, error) {
 			err = parseIDs(val, &s.Uid)
 		case "Gid":
 			err = parseIDs(val, &s.Gid)
+		case "Groups":
+			s.Groups, err = parseInts(val)
+		case "CapInh":
+			s.CapInh, err = strconv.ParseUint(val, 16, 64)
+		case "CapBnd":
+			s.CapBnd, err = strconv.ParseUint(val, 16, 64)
+		case "CapAmb":
+			s.CapAmb, err = strconv.ParseUint(val, 16, 64)
 		case "CapPrm":
 			s.CapPrm, err = strconv.ParseUint(val, 16, 64)
 		case "Umask":
