@@ -30,7 +30,8 @@ func (d *restoreDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 var _ = (gofs.NodeCreater)((*restoreDir)(nil))
 
 func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	if err := mayRestore(ctx); err != nil {
+	allow, err := mayRestore(ctx)
+	if err != nil {
 		d.cfg.Logger.Printf("restore/%s: %v", name, err)
 		return nil, nil, 0, errno(err)
 	}
@@ -39,7 +40,7 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	if _, ok := d.files[name]; ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	f := newRestoreFile(d.cfg, name)
+	f := newRestoreFile(d.cfg, name, allow)
 	if d.files == nil {
 		d.files = make(map[string]*restoreFile)
 	}

@@ -12,6 +12,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/restart"
 )
@@ -63,31 +64,54 @@ const (
 	capCheckpointRestore = 40
 )
 
-// mayRestore applies the rule for creating the image's processes. Restart
-// does not yet give the tasks the image's credentials: they run with the
-// daemon's. So only a caller who could create any process may restore:
-// CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in the daemon's user namespace.
-func mayRestore(ctx context.Context) error {
+// mayRestore applies DESIGN.md's rule for who may create the image's
+// processes: a caller with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (in the
+// daemon's user namespace) may restore any image; any other caller only
+// images whose every task has the caller's uids and gids, groups it is in,
+// and no capability it lacks. The second case is checked per task as the
+// image arrives, before that task runs (the returned check); nil means
+// anything goes.
+func mayRestore(ctx context.Context) (func(*image.Creds) error, error) {
 	c, ok := callerOf(ctx)
 	if !ok {
-		return fmt.Errorf("no caller: %w", syscall.EIO)
+		return nil, fmt.Errorf("no caller: %w", syscall.EIO)
 	}
 	st, err := procfs.ReadStatus(c.Pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if st.CapEff&(1<<capSysAdmin|1<<capCheckpointRestore) == 0 {
-		return fmt.Errorf("restoring needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (the restored tasks would run with ckptfs's credentials): %w", syscall.EPERM)
+	if st.CapEff&(1<<capSysAdmin|1<<capCheckpointRestore) != 0 {
+		return nil, nil
 	}
-	return nil
+	groups := map[uint32]bool{c.Gid: true}
+	for _, g := range st.Groups {
+		groups[uint32(g)] = true
+	}
+	return func(cr *image.Creds) error {
+		for i := range cr.Uid {
+			if cr.Uid[i] != c.Uid || !groups[cr.Gid[i]] {
+				return fmt.Errorf("a task of the image runs as uid %d gid %d, and the restorer (uid %d) lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE: %w",
+					cr.Uid[i], cr.Gid[i], c.Uid, syscall.EPERM)
+			}
+		}
+		for _, g := range cr.Groups {
+			if !groups[g] {
+				return fmt.Errorf("a task of the image is in group %d, which the restorer is not: %w", g, syscall.EPERM)
+			}
+		}
+		if extra := (cr.CapPrm | cr.CapEff | cr.CapInh | cr.CapAmb) &^ st.CapPrm; extra != 0 {
+			return fmt.Errorf("a task of the image has capabilities %#x the restorer lacks: %w", extra, syscall.EPERM)
+		}
+		return nil
+	}, nil
 }
 
 // newRestoreFile starts a restart that reads what is written to the file.
-func newRestoreFile(cfg *Config, name string) *restoreFile {
+func newRestoreFile(cfg *Config, name string, allow func(*image.Creds) error) *restoreFile {
 	pr, pw := io.Pipe()
 	f := &restoreFile{cfg: cfg, name: name, pipe: pw, result: make(chan restoreResult, 1), mtime: time.Now()}
 	go func() {
-		res, err := restart.Restore(pr)
+		res, err := restart.Restore(pr, restart.Options{AllowCreds: allow})
 		if err == nil {
 			// A valid image ends at its tail: more bytes are an error.
 			if n, _ := pr.Read(make([]byte, 1)); n > 0 {

@@ -29,10 +29,19 @@ type TaskPid struct {
 	Zombie bool
 }
 
+// Options tune a restore.
+type Options struct {
+	// AllowCreds vets the credentials of every task before they are given
+	// to it; an error fails the restore before any task of the image runs.
+	// The filesystem uses it to let an unprivileged caller restore only
+	// its own processes.
+	AllowCreds func(*image.Creds) error
+}
+
 // Restore reads an image from r and restarts its tree. It returns once
 // every task runs again (zombies stay zombies). On error nothing it created
 // is left behind: every task is killed and reaped.
-func Restore(r io.Reader) (*Result, error) {
+func Restore(r io.Reader, opt Options) (*Result, error) {
 	ir := image.NewReader(r)
 	hdr, err := ir.Header()
 	if err != nil {
@@ -57,7 +66,7 @@ func Restore(r io.Reader) (*Result, error) {
 	if err != nil {
 		return nil, err // names itself: "restart: forest cannot be rebuilt: ..."
 	}
-	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller()}
+	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller(), opt: opt}
 	defer rs.pages.close()
 	defer rs.pipes.close()
 	res, err := rs.run()
@@ -86,6 +95,7 @@ type restorer struct {
 	ex   executor
 	dead map[ProcID]bool // exited as the plan or the image wants
 
+	opt   Options
 	pages *pageFiller // writes page contents while the next are read
 	pipes pipeSet     // the image's pipes, until the tasks have opened them
 }
@@ -209,6 +219,11 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 		case image.RecCreds:
 			if creds, err = rs.ir.ReadCreds(rec); err != nil {
 				return err
+			}
+			if rs.opt.AllowCreds != nil {
+				if err := rs.opt.AllowCreds(creds); err != nil {
+					return err
+				}
 			}
 		case image.RecProcess:
 			if process, err = rs.ir.ReadProcess(rec); err != nil {

@@ -104,7 +104,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 	cmd.Wait()
 	before := len(reportLines(t, report))
 
-	res, err := Restore(bufio.NewReader(bytes.NewReader(img.Bytes())))
+	res, err := Restore(bufio.NewReader(bytes.NewReader(img.Bytes())), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestRestoreRefusesTakenPid(t *testing.T) {
 		t.Fatal(err)
 	}
 	kids := children(t)
-	_, err := Restore(&img) // the original still holds the pid
+	_, err := Restore(&img, Options{}) // the original still holds the pid
 	if err == nil || !errors.Is(err, unix.EEXIST) || !strings.Contains(err.Error(), strconv.Itoa(pid)) {
 		t.Fatalf("restore over a live pid: %v, want an error naming pid %d as taken", err, pid)
 	}
@@ -187,7 +187,7 @@ func TestRestoreRefusesCorruptImage(t *testing.T) {
 		{"truncated before the tail", b[:len(b)-10]},
 		{"bit flip in the pages", flip(b, len(b)/2)},
 	} {
-		_, err := Restore(bytes.NewReader(c.data))
+		_, err := Restore(bytes.NewReader(c.data), Options{})
 		if err == nil {
 			t.Errorf("%s: restore succeeded", c.name)
 			killPid(pid)

@@ -331,20 +331,59 @@ func TestRestoreBadImages(t *testing.T) {
 	}
 }
 
-// TestRestoreNeedsPrivilege: restored tasks run with the daemon's
-// credentials, so an unprivileged caller may not restore.
-func TestRestoreNeedsPrivilege(t *testing.T) {
+// TestRestorePrivilege: an unprivileged caller may restore its own
+// processes, which come back as its own, but not a root process.
+func TestRestorePrivilege(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t, "--allow-other")
-	file := filepath.Join(env.workDir, "unprivileged.img")
-	if err := os.WriteFile(file, []byte("whatever"), 0o644); err != nil {
+	dir, err := os.MkdirTemp(env.workDir, "restore-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	r := run(t, cmdTimeout, func(c *exec.Cmd) {
+	os.Chmod(dir, 0o777)
+	asNobody := func(c *exec.Cmd) {
 		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}, "cp", file, m.path("restore", "x"))
+	}
+	checkpointKilled := func(cmd *exec.Cmd, name string) (int, string) {
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+		time.Sleep(100 * time.Millisecond)
+		img := filepath.Join(dir, name)
+		checkpointTo(t, m, pid, img)
+		os.Chmod(img, 0o644)
+		cmd.Process.Kill()
+		cmd.Wait()
+		return pid, img
+	}
+
+	// A root process: refused, and nothing of it runs.
+	pid, img := checkpointKilled(exec.Command("sleep", "100"), "root.img")
+	r := run(t, cmdTimeout, asNobody, "cp", img, m.path("restore", "root"))
 	if r.code == 0 || !strings.Contains(string(r.stderr), "not permitted") {
-		t.Fatalf("unprivileged restore: %s, want Operation not permitted", r)
+		t.Errorf("nobody restoring a root process: %s, want Operation not permitted", r)
+	}
+	if taskState(pid, pid) != 0 {
+		t.Errorf("pid %d runs after a refused restore", pid)
+	}
+
+	// Its own process: restored, as nobody.
+	own := exec.Command("sleep", "100")
+	asNobody(own)
+	pid, img = checkpointKilled(own, "own.img")
+	r = run(t, cmdTimeout, asNobody, "cp", img, m.path("restore", "own"))
+	if r.code != 0 {
+		t.Fatalf("nobody restoring its own process: %s", r)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	st, err := procTruth(pid)
+	if err != nil {
+		t.Fatalf("the restored process: %v", err)
+	}
+	if lines := credLines(t, pid); !strings.Contains(lines, "Uid:\t65534\t65534\t65534\t65534") {
+		t.Errorf("restored as %s (%+v), want uid 65534", lines, st)
 	}
 }
 

@@ -28,7 +28,7 @@ func runRestore(args []string) error {
 		}
 		defer f.Close()
 	}
-	res, err := restart.Restore(bufio.NewReaderSize(f, 1<<20))
+	res, err := restart.Restore(bufio.NewReaderSize(f, 1<<20), restart.Options{})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
