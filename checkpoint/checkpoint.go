@@ -133,6 +133,7 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 	var sigs *image.SigState
 	var rseq *image.RSeq
 	var proc *image.Process
+	var thread *image.Thread
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
@@ -165,7 +166,10 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 				return err
 			}
 		}
-		sigs, err = readSigState(inj)
+		if sigs, err = readSigState(inj); err != nil {
+			return err
+		}
+		thread, err = readThread(inj)
 		return err
 	})
 	if err != nil {
@@ -200,6 +204,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 		if err := iw.WriteRSeq(rseq); err != nil {
 			return err
 		}
+	}
+	if err := iw.WriteThread(thread); err != nil {
+		return err
 	}
 	if err := iw.WriteCreds(credsRecord(t.status)); err != nil {
 		return err

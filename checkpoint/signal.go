@@ -98,3 +98,32 @@ func readSigState(t *inject.Task) (*image.SigState, error) {
 	s.AltSP, s.AltFlags, s.AltSize = le.Uint64(b), le.Uint32(b[8:]), le.Uint64(b[16:])
 	return &s, sc.release()
 }
+
+// readThread reads the addresses a thread library registered with the
+// kernel: clear_child_tid, which only the thread itself can tell
+// (PR_GET_TID_ADDRESS), and the robust futex list (get_robust_list).
+func readThread(t *inject.Task) (*image.Thread, error) {
+	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 8)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, sc.addr); err != nil {
+		sc.release()
+		return nil, err
+	}
+	b, err := sc.read(8)
+	if rerr := sc.release(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	th := &image.Thread{ClearChildTid: binary.LittleEndian.Uint64(b)}
+	var head, size uint64
+	_, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(t.Tid), uintptr(unsafe.Pointer(&head)), uintptr(unsafe.Pointer(&size)))
+	if e != 0 {
+		return nil, os.NewSyscallError("get_robust_list", e)
+	}
+	th.RobustList, th.RobustLen = head, size
+	return th, nil
+}

@@ -60,6 +60,8 @@ func recordName(typ uint32) string {
 		return "PAGES"
 	case RecRSeq:
 		return "RSEQ"
+	case RecThread:
+		return "THREAD"
 	case RecFiles:
 		return "FILES"
 	case RecPipe:

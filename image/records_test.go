@@ -104,3 +104,15 @@ func TestCredsRecord(t *testing.T) {
 		t.Errorf("effective beyond permitted: %v, want ErrInvalid", err)
 	}
 }
+
+func TestThreadRecord(t *testing.T) {
+	th := &Thread{ClearChildTid: 0x7f00000010d0, RobustList: 0x7f00000010e0, RobustLen: 24}
+	got, err := decodeThread(recHeader{typ: RecThread}, appendThread(nil, th))
+	if err != nil || *got != *th {
+		t.Fatalf("THREAD round trip: %+v, %v", got, err)
+	}
+	th.RobustLen = 4096
+	if _, err := decodeThread(recHeader{typ: RecThread}, appendThread(nil, th)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("robust list length 4096: %v, want ErrInvalid", err)
+	}
+}

@@ -182,6 +182,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var files []image.FD
 	var process *image.Process
 	var creds *image.Creds
+	var thread *image.Thread
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -214,6 +215,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRSeq:
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
+				return err
+			}
+		case image.RecThread:
+			if thread, err = rs.ir.ReadThread(rec); err != nil {
 				return err
 			}
 		case image.RecCreds:
@@ -302,6 +307,11 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 		if _, err := p.syscall(unix.SYS_RSEQ, rseq.Pointer, uint64(rseq.Size), uint64(rseq.Flags),
 			uint64(rseq.Signature)); err != nil {
 			return fmt.Errorf("rseq registration: %w", err)
+		}
+	}
+	if thread != nil {
+		if err := p.setThread(thread); err != nil {
+			return err
 		}
 	}
 	if creds != nil {

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 func buildCounter(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "counter")
-	out, err := exec.Command("gcc", "-O2", "-mavx", "-o", bin, "../tests/workload/counter.c").CombinedOutput()
+	out, err := exec.Command("gcc", "-O2", "-mavx", "-pthread", "-o", bin, "../tests/workload/counter.c").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build counter: %v\n%s", err, out)
 	}

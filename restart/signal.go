@@ -75,3 +75,17 @@ func (p *proc) setSigState(s *image.SigState, rsp uint64) error {
 		return nil
 	})
 }
+
+// setThread registers the thread's clear_child_tid address and robust
+// futex list again, as its thread library once did.
+func (p *proc) setThread(t *image.Thread) error {
+	if _, err := p.syscall(unix.SYS_SET_TID_ADDRESS, t.ClearChildTid); err != nil {
+		return fmt.Errorf("set_tid_address: %w", err)
+	}
+	if t.RobustList != 0 {
+		if _, err := p.syscall(unix.SYS_SET_ROBUST_LIST, t.RobustList, t.RobustLen); err != nil {
+			return fmt.Errorf("set_robust_list: %w", err)
+		}
+	}
+	return nil
+}

@@ -191,19 +191,21 @@ func TestRestoreCounterResumes(t *testing.T) {
 		}
 	}
 	for _, l := range lines {
-		if !strings.Contains(l, " usr1=0 sig=ok proc=ok ") {
-			t.Errorf("signal and process state after restore: %q, want usr1=0 sig=ok proc=ok", l)
+		if !strings.Contains(l, " usr1=0 join=wait sig=ok proc=ok ") {
+			t.Errorf("signal and process state after restore: %q, want usr1=0 join=wait sig=ok proc=ok", l)
 		}
 	}
 	// The restored handler runs, on the restored alternate stack; without
-	// it SIGUSR1 would kill the counter. SIGUSR2 stays blocked.
+	// it SIGUSR1 would kill the counter. SIGUSR2 stays blocked. The second
+	// thread then exits and the main thread joins it: the kernel clears
+	// the tid word the restore registered again (clear_child_tid).
 	syscall.Kill(pid, syscall.SIGUSR2)
 	syscall.Kill(pid, syscall.SIGUSR1)
 	seen = len(reportLines(t, report))
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	lines = reportLines(t, report)[seen:]
-	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], " usr1=1 sig=ok ") {
-		t.Errorf("after SIGUSR1: %q, want the handler to have counted once with sig=ok", lines)
+	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], " usr1=1 join=ok sig=ok ") {
+		t.Errorf("after SIGUSR1: %q, want the handler to have counted once, the thread joined, sig=ok", lines)
 	}
 }
 
@@ -213,7 +215,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 func startCounter(t testing.TB, mib, n int) (*exec.Cmd, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "counter")
-	mustRun(t, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
+	mustRun(t, "gcc", "-O2", "-mavx", "-pthread", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
 	report := filepath.Join(t.TempDir(), "report")
 	cmd := exec.Command(bin, report, strconv.Itoa(mib))
 	if err := cmd.Start(); err != nil {
@@ -575,7 +577,7 @@ func TestRestoreKeepsCredentials(t *testing.T) {
 	}
 	os.Chmod(dir, 0o777)
 	bin := filepath.Join(dir, "counter")
-	mustRun(t, "gcc", "-O2", "-mavx", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
+	mustRun(t, "gcc", "-O2", "-mavx", "-pthread", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "counter.c"))
 	report := filepath.Join(dir, "report")
 	cmd := exec.Command(bin, report, "8")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{65534, 100}}}
