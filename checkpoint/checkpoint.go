@@ -134,6 +134,7 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 	var rseq *image.RSeq
 	var proc *image.Process
 	var thread *image.Thread
+	var timers *[3]image.ITimer
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
@@ -165,6 +166,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 			if proc, err = readProcess(t, inj); err != nil {
 				return err
 			}
+			if timers, err = readITimers(inj); err != nil {
+				return err
+			}
 		}
 		if sigs, err = readSigState(inj); err != nil {
 			return err
@@ -183,6 +187,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 			return err
 		}
 		if err := iw.WriteSigHand(acts); err != nil {
+			return err
+		}
+		if err := iw.WriteITimers(timers); err != nil {
 			return err
 		}
 		for i := range pipes {

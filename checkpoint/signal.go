@@ -127,3 +127,27 @@ func readThread(t *inject.Task) (*image.Thread, error) {
 	th.RobustList, th.RobustLen = head, size
 	return th, nil
 }
+
+// readITimers reads the process's three interval timers (getitimer).
+func readITimers(t *inject.Task) (*[3]image.ITimer, error) {
+	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 32)
+	if err != nil {
+		return nil, err
+	}
+	var timers [3]image.ITimer
+	le := binary.LittleEndian
+	usec := func(b []byte) uint64 { return le.Uint64(b)*1000000 + le.Uint64(b[8:]) }
+	for which := range timers {
+		if _, err := t.Syscall(unix.SYS_GETITIMER, uint64(which), sc.addr); err != nil {
+			sc.release()
+			return nil, err
+		}
+		b, err := sc.read(32) // struct itimerval: interval, then value
+		if err != nil {
+			sc.release()
+			return nil, err
+		}
+		timers[which] = image.ITimer{Interval: usec(b), Value: usec(b[16:])}
+	}
+	return &timers, sc.release()
+}

@@ -70,6 +70,8 @@ func recordName(typ uint32) string {
 		return "SIGHAND"
 	case RecSigState:
 		return "SIGSTATE"
+	case RecITimers:
+		return "ITIMERS"
 	}
 	return fmt.Sprintf("record %d", typ)
 }

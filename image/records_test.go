@@ -116,3 +116,11 @@ func TestThreadRecord(t *testing.T) {
 		t.Errorf("robust list length 4096: %v, want ErrInvalid", err)
 	}
 }
+
+func TestITimersRecord(t *testing.T) {
+	it := &[3]ITimer{{Value: 7000, Interval: 10000}, {}, {Value: 1, Interval: 0}}
+	got, err := decodeITimers(recHeader{typ: RecITimers}, appendITimers(nil, it))
+	if err != nil || *got != *it {
+		t.Fatalf("ITIMERS round trip: %+v, %v", got, err)
+	}
+}

@@ -127,3 +127,52 @@ func (r *Reader) ReadSigState(rec Record) (*SigState, error) {
 	}
 	return s, nil
 }
+
+// RecITimers is the per-process record of its interval timers.
+const RecITimers = 603
+
+// ITimer is one interval timer (ITIMER_REAL, _VIRTUAL, _PROF): what is
+// left of its current period and its interval, in microseconds.
+type ITimer struct {
+	Value, Interval uint64
+}
+
+// ITIMERS payload: for real, virtual and prof in that order, value and
+// interval in microseconds (u64 each).
+func appendITimers(b []byte, t *[3]ITimer) []byte {
+	for _, it := range t {
+		b = le.AppendUint64(b, it.Value)
+		b = le.AppendUint64(b, it.Interval)
+	}
+	return b
+}
+
+func decodeITimers(h recHeader, payload []byte) (*[3]ITimer, error) {
+	d := newDecoder(h, payload)
+	var t [3]ITimer
+	for i := range t {
+		t[i].Value, t[i].Interval = d.u64("timer value"), d.u64("timer interval")
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// WriteITimers writes the ITIMERS record of the current task.
+func (w *Writer) WriteITimers(t *[3]ITimer) error {
+	return w.writeSmall(RecITimers, appendITimers(nil, t))
+}
+
+// ReadITimers decodes the ITIMERS record rec that NextRecord returned.
+func (r *Reader) ReadITimers(rec Record) (*[3]ITimer, error) {
+	h, payload, err := r.small(rec)
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeITimers(h, payload)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return t, nil
+}

@@ -183,6 +183,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var process *image.Process
 	var creds *image.Creds
 	var thread *image.Thread
+	var timers *[3]image.ITimer
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -215,6 +216,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRSeq:
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
+				return err
+			}
+		case image.RecITimers:
+			if timers, err = rs.ir.ReadITimers(rec); err != nil {
 				return err
 			}
 		case image.RecThread:
@@ -311,6 +316,11 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	}
 	if thread != nil {
 		if err := p.setThread(thread); err != nil {
+			return err
+		}
+	}
+	if timers != nil {
+		if err := p.setITimers(timers, rsp); err != nil {
 			return err
 		}
 	}

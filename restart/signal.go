@@ -89,3 +89,27 @@ func (p *proc) setThread(t *image.Thread) error {
 	}
 	return nil
 }
+
+// setITimers arms the process's interval timers again with what was left
+// of them (a timer that had expired comes back disarmed, as it was).
+func (p *proc) setITimers(t *[3]image.ITimer, rsp uint64) error {
+	for which, it := range t {
+		if it.Value == 0 && it.Interval == 0 {
+			continue
+		}
+		arg := make([]byte, 32) // struct itimerval: interval, then value
+		le := binary.LittleEndian
+		le.PutUint64(arg, it.Interval/1000000)
+		le.PutUint64(arg[8:], it.Interval%1000000)
+		le.PutUint64(arg[16:], it.Value/1000000)
+		le.PutUint64(arg[24:], it.Value%1000000)
+		err := p.withStackArg(rsp, arg, func(addr uint64) error {
+			_, err := p.syscall(unix.SYS_SETITIMER, uint64(which), addr, 0)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("setitimer %d: %w", which, err)
+		}
+	}
+	return nil
+}

@@ -191,9 +191,15 @@ func TestRestoreCounterResumes(t *testing.T) {
 		}
 	}
 	for _, l := range lines {
-		if !strings.Contains(l, " usr1=0 join=wait sig=ok proc=ok ") {
-			t.Errorf("signal and process state after restore: %q, want usr1=0 join=wait sig=ok proc=ok", l)
+		if !strings.Contains(l, " usr1=0 join=wait ") || !strings.Contains(l, " sig=ok proc=ok ") {
+			t.Errorf("signal and process state after restore: %q, want usr1=0 join=wait ... sig=ok proc=ok", l)
 		}
+	}
+	// The interval timer rings on after the cut.
+	first, _ := strconv.Atoi(reportField(t, lines[0], "alrm"))
+	last, _ := strconv.Atoi(reportField(t, lines[len(lines)-1], "alrm"))
+	if last <= first {
+		t.Errorf("SIGALRM count went from %d to %d after restore: the interval timer is gone", first, last)
 	}
 	// The restored handler runs, on the restored alternate stack; without
 	// it SIGUSR1 would kill the counter. SIGUSR2 stays blocked. The second
@@ -204,7 +210,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 	seen = len(reportLines(t, report))
 	time.Sleep(300 * time.Millisecond)
 	lines = reportLines(t, report)[seen:]
-	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], " usr1=1 join=ok sig=ok ") {
+	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], " usr1=1 join=ok ") || !strings.Contains(lines[len(lines)-1], " sig=ok ") {
 		t.Errorf("after SIGUSR1: %q, want the handler to have counted once, the thread joined, sig=ok", lines)
 	}
 }

@@ -7,9 +7,10 @@
 // checkpoint and a restore), holds values in AVX registers through a busy
 // loop, and about every 20 ms appends a line to REPORT:
 //
-//	pid=P n=N usr1=K join=J sig=ok proc=ok file=ok mem=ok fpu=ok
+//	pid=P n=N usr1=K join=J alrm=A sig=ok proc=ok file=ok mem=ok fpu=ok
 //
-// A second thread waits for the first SIGUSR1 and exits; the main thread
+// An interval timer rings every 10 ms (alrm=A counts the SIGALRMs). A
+// second thread waits for the first SIGUSR1 and exits; the main thread
 // then joins it (join=ok; "wait" until then, "bad" if the join does not
 // return: pthread_join needs the kernel to clear the thread's tid word).
 // It also keeps signal state to check: a SIGUSR1 handler that runs on an
@@ -33,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,7 +43,13 @@ static const char *report;
 static uint64_t *buf;
 static size_t words;
 static uint64_t expected_sum; // sum of buf, kept up to date incrementally
-static volatile sig_atomic_t usr1, usr1_off_stack;
+static volatile sig_atomic_t usr1, usr1_off_stack, alrm;
+
+static void on_alrm(int sig)
+{
+	(void)sig;
+	alrm++;
+}
 static char altstack[64 << 10];
 static int logfd;
 static off_t logged;
@@ -210,6 +218,11 @@ int main(int argc, char **argv)
 	log_ino = st.st_ino;
 	if (pthread_create(&waiter, NULL, wait_usr1, NULL) != 0)
 		return 9;
+	struct sigaction sa_alrm = {.sa_handler = on_alrm, .sa_flags = SA_RESTART};
+	struct itimerval every = {.it_interval = {0, 10000}, .it_value = {0, 10000}};
+
+	if (sigaction(SIGALRM, &sa_alrm, NULL) < 0 || setitimer(ITIMER_REAL, &every, NULL) < 0)
+		return 10;
 	snprintf(line, sizeof line, "start pid=%d\n", getpid());
 	say(line);
 	for (;;) {
@@ -227,8 +240,8 @@ int main(int argc, char **argv)
 
 			for (size_t j = 0; j < words; j++)
 				sum += buf[j];
-			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d join=%s sig=%s proc=%s file=%s mem=%s fpu=%s\n", getpid(),
-				 (unsigned long long)n, (int)usr1, join_state, sig_ok() ? "ok" : "bad", proc_ok() ? "ok" : "bad",
+			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d join=%s alrm=%d sig=%s proc=%s file=%s mem=%s fpu=%s\n", getpid(),
+				 (unsigned long long)n, (int)usr1, join_state, (int)alrm, sig_ok() ? "ok" : "bad", proc_ok() ? "ok" : "bad",
 				 file_ok() ? "ok" : "bad",
 				 sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
 			say(line);
