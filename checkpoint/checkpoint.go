@@ -135,6 +135,7 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 	var proc *image.Process
 	var thread *image.Thread
 	var timers *[3]image.ITimer
+	var pending []image.PendingSignal
 	err := f.tr.Do(func() (err error) {
 		// Registers first, before any injected call borrows them.
 		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
@@ -173,7 +174,10 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 		if sigs, err = readSigState(inj); err != nil {
 			return err
 		}
-		thread, err = readThread(inj)
+		if thread, err = readThread(inj); err != nil {
+			return err
+		}
+		pending, err = readPending(t.tid, leader, f.held[t.tid])
 		return err
 	})
 	if err != nil {
@@ -213,6 +217,9 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 		}
 	}
 	if err := iw.WriteThread(thread); err != nil {
+		return err
+	}
+	if err := iw.WriteSigPending(pending); err != nil {
 		return err
 	}
 	if err := iw.WriteCreds(credsRecord(t.status)); err != nil {

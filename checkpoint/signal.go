@@ -151,3 +151,43 @@ func readITimers(t *inject.Task) (*[3]image.ITimer, error) {
 	}
 	return &timers, sc.release()
 }
+
+// readPending reads the signals queued to a thread (and, with shared, to its
+// whole process) without taking them: PTRACE_PEEKSIGINFO. held is a signal
+// that stopped the thread during the freeze; it was taken from the queue
+// then, and is given back to the thread at thaw, so it is pending too.
+func readPending(tid int, shared bool, held int) ([]image.PendingSignal, error) {
+	var out []image.PendingSignal
+	queues := []uint32{0}
+	if shared {
+		queues = append(queues, unix.PTRACE_PEEKSIGINFO_SHARED)
+	}
+	for _, flags := range queues {
+		for off := uint64(0); ; {
+			args := struct {
+				Off   uint64
+				Flags uint32
+				Nr    int32
+			}{off, flags, 32}
+			var buf [32][128]byte
+			n, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_PEEKSIGINFO, uintptr(tid),
+				uintptr(unsafe.Pointer(&args)), uintptr(unsafe.Pointer(&buf[0])), 0, 0)
+			if e != 0 {
+				return nil, os.NewSyscallError("ptrace(PEEKSIGINFO)", e)
+			}
+			for i := 0; i < int(n); i++ {
+				out = append(out, image.PendingSignal{Shared: flags != 0, Info: buf[i]})
+			}
+			if n < 32 {
+				break
+			}
+			off += uint64(n)
+		}
+	}
+	if held != 0 {
+		var p image.PendingSignal
+		binary.LittleEndian.PutUint32(p.Info[:], uint32(held)) // si_signo; si_code SI_USER
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -72,6 +72,8 @@ func recordName(typ uint32) string {
 		return "SIGSTATE"
 	case RecITimers:
 		return "ITIMERS"
+	case RecSigPending:
+		return "SIGPENDING"
 	}
 	return fmt.Sprintf("record %d", typ)
 }

@@ -124,3 +124,17 @@ func TestITimersRecord(t *testing.T) {
 		t.Fatalf("ITIMERS round trip: %+v, %v", got, err)
 	}
 }
+
+func TestSigPendingRecord(t *testing.T) {
+	var p PendingSignal
+	p.Shared = true
+	le.PutUint32(p.Info[:], 12)
+	got, err := decodeSigPending(recHeader{typ: RecSigPending}, appendSigPending(nil, []PendingSignal{p}))
+	if err != nil || len(got) != 1 || got[0] != p {
+		t.Fatalf("SIGPENDING round trip: %+v, %v", got, err)
+	}
+	le.PutUint32(p.Info[:], 99)
+	if _, err := decodeSigPending(recHeader{typ: RecSigPending}, appendSigPending(nil, []PendingSignal{p})); !errors.Is(err, ErrInvalid) {
+		t.Errorf("signal 99: %v, want ErrInvalid", err)
+	}
+}

@@ -176,3 +176,72 @@ func (r *Reader) ReadITimers(rec Record) (*[3]ITimer, error) {
 	}
 	return t, nil
 }
+
+// RecSigPending is the per-task record of signals queued at the checkpoint:
+// the thread's own queue and, in its leader's record, the process's shared
+// one.
+const RecSigPending = 604
+
+// MaxPending caps the queued signals of one record.
+const MaxPending = 1 << 16
+
+// PendingSignal is one queued signal: its siginfo as the kernel gives it,
+// and whether it is queued to the whole process.
+type PendingSignal struct {
+	Shared bool
+	Info   [128]byte // siginfo_t; si_signo is its first int
+}
+
+// SIGPENDING payload: u32 count, then per signal u32 shared, u32 zero,
+// 128 bytes of siginfo.
+func appendSigPending(b []byte, ps []PendingSignal) []byte {
+	b = le.AppendUint32(b, uint32(len(ps)))
+	for _, p := range ps {
+		shared := uint32(0)
+		if p.Shared {
+			shared = 1
+		}
+		b = le.AppendUint32(b, shared)
+		b = le.AppendUint32(b, 0)
+		b = append(b, p.Info[:]...)
+	}
+	return b
+}
+
+func decodeSigPending(h recHeader, payload []byte) ([]PendingSignal, error) {
+	d := newDecoder(h, payload)
+	n := d.count("nr_pending", MaxPending, 136)
+	ps := make([]PendingSignal, n)
+	for i := range ps {
+		off := d.off()
+		shared := d.u32("shared")
+		d.u32("padding")
+		copy(ps[i].Info[:], d.bytes(128, "siginfo"))
+		ps[i].Shared = shared == 1
+		if sig := le.Uint32(ps[i].Info[:]); d.err == nil && (shared > 1 || sig < 1 || sig > MaxSignals) {
+			d.failAt(off, ErrInvalid, "pending signal %d: signal %d, shared %d", i, sig, shared)
+		}
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// WriteSigPending writes the SIGPENDING record of the current task.
+func (w *Writer) WriteSigPending(ps []PendingSignal) error {
+	return w.writeSmall(RecSigPending, appendSigPending(nil, ps))
+}
+
+// ReadSigPending decodes the SIGPENDING record rec that NextRecord returned.
+func (r *Reader) ReadSigPending(rec Record) ([]PendingSignal, error) {
+	h, payload, err := r.small(rec)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := decodeSigPending(h, payload)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return ps, nil
+}

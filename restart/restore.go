@@ -97,7 +97,9 @@ type restorer struct {
 
 	opt   Options
 	pages *pageFiller // writes page contents while the next are read
-	pipes pipeSet     // the image's pipes, until the tasks have opened them
+
+	deferred []deferredSignals // process-wide pending signals, queued last
+	pipes    pipeSet           // the image's pipes, until the tasks have opened them
 }
 
 func (rs *restorer) run() (*Result, error) {
@@ -136,12 +138,32 @@ func (rs *restorer) run() (*Result, error) {
 	return rs.release()
 }
 
+// deferredSignals are a process's pending shared signals, queued through
+// its leader once every thread of the tree has its blocked mask back.
+type deferredSignals struct {
+	leader *proc
+	rsp    uint64
+	regs   *image.Regs // to load again after the calls that queue them
+	sigs   []image.PendingSignal
+}
+
 // tasks streams the per-task state of the image into the stopped tasks.
 func (rs *restorer) tasks() error {
 	for {
 		ts, err := rs.ir.NextTask()
 		if err == io.EOF {
-			return nil // the tail's checksum is verified
+			// The tail's checksum is verified.
+			return rs.tr.Do(func() error {
+				for _, d := range rs.deferred {
+					if err := d.leader.queueSignals(d.sigs, d.rsp); err != nil {
+						return fmt.Errorf("pid %d: %w", d.leader.tid, err)
+					}
+					if err := setRegs(d.leader.tid, d.regs); err != nil {
+						return fmt.Errorf("pid %d: %w", d.leader.tid, err)
+					}
+				}
+				return nil
+			})
 		}
 		if err != nil {
 			return err
@@ -184,6 +206,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	var creds *image.Creds
 	var thread *image.Thread
 	var timers *[3]image.ITimer
+	var pending []image.PendingSignal
 	defer func() {
 		rs.pages.wait() // no write may outlive the memory file it uses
 		if as != nil {
@@ -216,6 +239,10 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			}
 		case image.RecRSeq:
 			if rseq, err = rs.ir.ReadRSeq(rec); err != nil {
+				return err
+			}
+		case image.RecSigPending:
+			if pending, err = rs.ir.ReadSigPending(rec); err != nil {
 				return err
 			}
 		case image.RecITimers:
@@ -323,6 +350,20 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 		if err := p.setITimers(timers, rsp); err != nil {
 			return err
 		}
+	}
+	// A thread's own signals now; those queued to the whole process once
+	// every thread has its mask back (deferShared), or the first thread
+	// still unmasked would take them.
+	var shared []image.PendingSignal
+	for _, ps := range pending {
+		if ps.Shared {
+			shared = append(shared, ps)
+		} else if err := p.queueSignals([]image.PendingSignal{ps}, rsp); err != nil {
+			return err
+		}
+	}
+	if len(shared) > 0 {
+		rs.deferred = append(rs.deferred, deferredSignals{p, rsp, regs, shared})
 	}
 	if creds != nil {
 		if err := p.setCreds(creds, rsp); err != nil {

@@ -113,3 +113,35 @@ func (p *proc) setITimers(t *[3]image.ITimer, rsp uint64) error {
 	}
 	return nil
 }
+
+// queueSignals queues the thread's pending signals again, each with its
+// siginfo. The task queues them to itself, which the kernel allows for any
+// si_code; they are delivered (or stay pending, if blocked) once it runs.
+func (p *proc) queueSignals(ps []image.PendingSignal, rsp uint64) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	tgid, err := p.syscall(unix.SYS_GETPID)
+	if err != nil {
+		return err
+	}
+	tid, err := p.syscall(unix.SYS_GETTID)
+	if err != nil {
+		return err
+	}
+	for _, s := range ps {
+		sig := uint64(binary.LittleEndian.Uint32(s.Info[:]))
+		err := p.withStackArg(rsp, s.Info[:], func(addr uint64) error {
+			if s.Shared {
+				_, err := p.syscall(unix.SYS_RT_SIGQUEUEINFO, tgid, sig, addr)
+				return err
+			}
+			_, err := p.syscall(unix.SYS_RT_TGSIGQUEUEINFO, tgid, tid, sig, addr)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("queue signal %d: %w", sig, err)
+		}
+	}
+	return nil
+}

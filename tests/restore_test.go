@@ -151,6 +151,16 @@ func TestRestoreCounterResumes(t *testing.T) {
 	m := testMount(t)
 	cmd, report := startCounter(t, 64, 20)
 	pid := cmd.Process.Pid
+	// A blocked SIGUSR2 waits in its queue at the cut, and must still.
+	syscall.Kill(pid, syscall.SIGUSR2)
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(10 * time.Millisecond) {
+		if l := reportLines(t, report); strings.Contains(l[len(l)-1], " pend=1 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the counter never saw its SIGUSR2 pending")
+		}
+	}
 
 	img := filepath.Join(t.TempDir(), "img")
 	checkpointTo(t, m, pid, img)
@@ -191,8 +201,8 @@ func TestRestoreCounterResumes(t *testing.T) {
 		}
 	}
 	for _, l := range lines {
-		if !strings.Contains(l, " usr1=0 join=wait ") || !strings.Contains(l, " sig=ok proc=ok ") {
-			t.Errorf("signal and process state after restore: %q, want usr1=0 join=wait ... sig=ok proc=ok", l)
+		if !strings.Contains(l, " usr1=0 join=wait ") || !strings.Contains(l, " pend=1 sig=ok proc=ok ") {
+			t.Errorf("signal and process state after restore: %q, want usr1=0 join=wait ... pend=1 sig=ok proc=ok", l)
 		}
 	}
 	// The interval timer rings on after the cut.

@@ -7,9 +7,9 @@
 // checkpoint and a restore), holds values in AVX registers through a busy
 // loop, and about every 20 ms appends a line to REPORT:
 //
-//	pid=P n=N usr1=K join=J alrm=A sig=ok proc=ok file=ok mem=ok fpu=ok
+//	pid=P n=N usr1=K join=J alrm=A pend=S sig=ok proc=ok file=ok mem=ok fpu=ok
 //
-// An interval timer rings every 10 ms (alrm=A counts the SIGALRMs). A
+// pend=1 once a SIGUSR2 (blocked) is pending. An interval timer rings every 10 ms (alrm=A counts the SIGALRMs). A
 // second thread waits for the first SIGUSR1 and exits; the main thread
 // then joins it (join=ok; "wait" until then, "bad" if the join does not
 // return: pthread_join needs the kernel to clear the thread's tid word).
@@ -117,6 +117,14 @@ static void on_usr1(int sig)
 	usr1++;
 	if (&here < altstack || &here >= altstack + sizeof altstack)
 		usr1_off_stack++;
+}
+
+// usr2_pending reports whether a (blocked) SIGUSR2 waits.
+static int usr2_pending(void)
+{
+	sigset_t p;
+
+	return sigpending(&p) == 0 && sigismember(&p, SIGUSR2);
 }
 
 // sig_ok reports whether the signal state set up in main still holds.
@@ -240,8 +248,8 @@ int main(int argc, char **argv)
 
 			for (size_t j = 0; j < words; j++)
 				sum += buf[j];
-			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d join=%s alrm=%d sig=%s proc=%s file=%s mem=%s fpu=%s\n", getpid(),
-				 (unsigned long long)n, (int)usr1, join_state, (int)alrm, sig_ok() ? "ok" : "bad", proc_ok() ? "ok" : "bad",
+			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d join=%s alrm=%d pend=%d sig=%s proc=%s file=%s mem=%s fpu=%s\n", getpid(),
+				 (unsigned long long)n, (int)usr1, join_state, (int)alrm, usr2_pending(), sig_ok() ? "ok" : "bad", proc_ok() ? "ok" : "bad",
 				 file_ok() ? "ok" : "bad",
 				 sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
 			say(line);
