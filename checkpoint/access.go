@@ -162,8 +162,9 @@ func isAncestor(anc, pid int) bool {
 	return false
 }
 
-// credsRecord is a task's credentials as the image keeps them.
-func credsRecord(st *procfs.Status) *image.Creds {
+// CredsOf is a task's credentials, from its /proc status, as the image
+// keeps them.
+func CredsOf(st *procfs.Status) *image.Creds {
 	c := &image.Creds{CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb}
 	for i := range c.Uid {
 		c.Uid[i], c.Gid[i] = uint32(st.Uid[i]), uint32(st.Gid[i])

@@ -222,7 +222,7 @@ func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, file
 	if err := iw.WriteSigPending(pending); err != nil {
 		return err
 	}
-	if err := iw.WriteCreds(credsRecord(t.status)); err != nil {
+	if err := iw.WriteCreds(CredsOf(t.status)); err != nil {
 		return err
 	}
 	if mm == nil {

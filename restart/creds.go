@@ -4,12 +4,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // setCreds gives the task its credentials back, last, since every step
@@ -89,4 +92,19 @@ func lastCap() int {
 		return 40
 	}
 	return n
+}
+
+// credsOfTask reads a task's credentials as the image keeps them.
+func credsOfTask(tid int) (*image.Creds, error) {
+	st, err := procfs.ReadStatus(tid)
+	if err != nil {
+		return nil, err
+	}
+	return checkpoint.CredsOf(st), nil
+}
+
+// sameCreds reports whether two sets of credentials are equal.
+func sameCreds(a, b *image.Creds) bool {
+	return b != nil && a.Uid == b.Uid && a.Gid == b.Gid && slices.Equal(a.Groups, b.Groups) &&
+		a.CapInh == b.CapInh && a.CapPrm == b.CapPrm && a.CapEff == b.CapEff && a.CapBnd == b.CapBnd && a.CapAmb == b.CapAmb
 }

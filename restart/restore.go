@@ -99,7 +99,11 @@ type restorer struct {
 	pages *pageFiller // writes page contents while the next are read
 
 	deferred []deferredSignals // process-wide pending signals, queued last
-	pipes    pipeSet           // the image's pipes, until the tasks have opened them
+
+	// seedCreds are the credentials every task is created with: a task
+	// whose image has the same needs no call to get them.
+	seedCreds *image.Creds
+	pipes     pipeSet // the image's pipes, until the tasks have opened them
 }
 
 func (rs *restorer) run() (*Result, error) {
@@ -116,6 +120,9 @@ func (rs *restorer) run() (*Result, error) {
 			return fmt.Errorf("seize seed %d: %w", cmd.Process.Pid, err)
 		}
 		if err := checkXSave(s.tid, rs.hdr); err != nil {
+			return err
+		}
+		if rs.seedCreds, err = credsOfTask(s.tid); err != nil {
 			return err
 		}
 		rs.ex.procs[Restorer] = s
@@ -365,7 +372,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 	if len(shared) > 0 {
 		rs.deferred = append(rs.deferred, deferredSignals{p, rsp, regs, shared})
 	}
-	if creds != nil {
+	if creds != nil && !sameCreds(creds, rs.seedCreds) {
 		if err := p.setCreds(creds, rsp); err != nil {
 			return err
 		}
