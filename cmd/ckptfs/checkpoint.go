@@ -15,6 +15,7 @@ func runCheckpoint(args []string) error {
 	flags := pflag.NewFlagSet("checkpoint", pflag.ContinueOnError)
 	out := flags.StringP("output", "o", "-", "write the image to FILE (- for standard output)")
 	modeName := flags.String("mode", "auto", "how the tree is recorded: auto, container or subtree")
+	stats := flags.Bool("stats", false, "print how long the tree was frozen and how large the image is, on standard error")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -36,9 +37,13 @@ func runCheckpoint(args []string) error {
 		}
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	_, err = checkpoint.Write(w, pid, checkpoint.Options{Mode: mode})
+	res, err := checkpoint.Write(w, pid, checkpoint.Options{Mode: mode})
 	if err == nil {
 		err = w.Flush()
+	}
+	if err == nil && *stats {
+		fmt.Fprintf(os.Stderr, "ckptfs: checkpoint: %d tasks, %d bytes, %s mode, frozen_ms=%.1f\n",
+			res.Tasks, res.Size, res.Mode, float64(res.Frozen.Microseconds())/1000)
 	}
 	if f != os.Stdout {
 		if cerr := f.Close(); err == nil {
