@@ -65,14 +65,4 @@ func decodeCreds(h recHeader, payload []byte) (*Creds, error) {
 func (w *Writer) WriteCreds(c *Creds) error { return w.writeSmall(RecCreds, appendCreds(nil, c)) }
 
 // ReadCreds decodes the CREDS record rec that NextRecord returned.
-func (r *Reader) ReadCreds(rec Record) (*Creds, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	c, err := decodeCreds(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return c, nil
-}
+func (r *Reader) ReadCreds(rec Record) (*Creds, error) { return readSmall(r, rec, decodeCreds) }

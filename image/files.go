@@ -106,17 +106,7 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 func (w *Writer) WriteFiles(fds []FD) error { return w.writeSmall(RecFiles, appendFiles(nil, fds)) }
 
 // ReadFiles decodes the FILES record rec that NextRecord returned.
-func (r *Reader) ReadFiles(rec Record) ([]FD, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	fds, err := decodeFiles(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return fds, nil
-}
+func (r *Reader) ReadFiles(rec Record) ([]FD, error) { return readSmall(r, rec, decodeFiles) }
 
 // PIPE payload: ino u64, size u32, u32 length, the buffered bytes.
 func appendPipe(b []byte, p *Pipe) []byte {
@@ -144,14 +134,4 @@ func decodePipe(h recHeader, payload []byte) (*Pipe, error) {
 func (w *Writer) WritePipe(p *Pipe) error { return w.writeSmall(RecPipe, appendPipe(nil, p)) }
 
 // ReadPipe decodes the PIPE record rec that NextRecord returned.
-func (r *Reader) ReadPipe(rec Record) (*Pipe, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	p, err := decodePipe(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return p, nil
-}
+func (r *Reader) ReadPipe(rec Record) (*Pipe, error) { return readSmall(r, rec, decodePipe) }

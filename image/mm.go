@@ -202,30 +202,10 @@ func (w *Writer) writeSmall(typ uint32, payload []byte) error {
 }
 
 // ReadMM decodes the MM record rec that NextRecord returned.
-func (r *Reader) ReadMM(rec Record) (*MM, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	m, err := decodeMM(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return m, nil
-}
+func (r *Reader) ReadMM(rec Record) (*MM, error) { return readSmall(r, rec, decodeMM) }
 
 // ReadRegs decodes the REGS record rec that NextRecord returned.
-func (r *Reader) ReadRegs(rec Record) (*Regs, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	g, err := decodeRegs(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return g, nil
-}
+func (r *Reader) ReadRegs(rec Record) (*Regs, error) { return readSmall(r, rec, decodeRegs) }
 
 // ReadPagesAddr reads the address that opens a PAGES record; the page
 // bytes follow through Read. It checks the run is whole pages.
@@ -245,6 +225,21 @@ func (r *Reader) ReadPagesAddr(rec Record, pageSize int) (uint64, error) {
 		return 0, r.fail(formatErr("PAGES", rec.Offset, ErrLength, "address %#x is not page aligned", addr))
 	}
 	return addr, nil
+}
+
+// readSmall reads a per-task record of bounded size and decodes it; a
+// decoding error is sticky like any other.
+func readSmall[T any](r *Reader, rec Record, decode func(recHeader, []byte) (T, error)) (T, error) {
+	var zero T
+	h, payload, err := r.small(rec)
+	if err != nil {
+		return zero, err
+	}
+	v, err := decode(h, payload)
+	if err != nil {
+		return zero, r.fail(err)
+	}
+	return v, nil
 }
 
 // small reads the whole payload of a per-task record of bounded size.

@@ -63,14 +63,4 @@ func (w *Writer) WriteProcess(p *Process) error {
 }
 
 // ReadProcess decodes the PROCESS record rec that NextRecord returned.
-func (r *Reader) ReadProcess(rec Record) (*Process, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	p, err := decodeProcess(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return p, nil
-}
+func (r *Reader) ReadProcess(rec Record) (*Process, error) { return readSmall(r, rec, decodeProcess) }

@@ -40,14 +40,4 @@ func decodeRSeq(h recHeader, payload []byte) (*RSeq, error) {
 func (w *Writer) WriteRSeq(r *RSeq) error { return w.writeSmall(RecRSeq, appendRSeq(nil, r)) }
 
 // ReadRSeq decodes the RSEQ record rec that NextRecord returned.
-func (r *Reader) ReadRSeq(rec Record) (*RSeq, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	q, err := decodeRSeq(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return q, nil
-}
+func (r *Reader) ReadRSeq(rec Record) (*RSeq, error) { return readSmall(r, rec, decodeRSeq) }

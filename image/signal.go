@@ -104,28 +104,12 @@ func (w *Writer) WriteSigState(s *SigState) error {
 
 // ReadSigHand decodes the SIGHAND record rec that NextRecord returned.
 func (r *Reader) ReadSigHand(rec Record) ([]SigAction, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	acts, err := decodeSigHand(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return acts, nil
+	return readSmall(r, rec, decodeSigHand)
 }
 
 // ReadSigState decodes the SIGSTATE record rec that NextRecord returned.
 func (r *Reader) ReadSigState(rec Record) (*SigState, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	s, err := decodeSigState(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return s, nil
+	return readSmall(r, rec, decodeSigState)
 }
 
 // RecITimers is the per-process record of its interval timers.
@@ -165,17 +149,7 @@ func (w *Writer) WriteITimers(t *[3]ITimer) error {
 }
 
 // ReadITimers decodes the ITIMERS record rec that NextRecord returned.
-func (r *Reader) ReadITimers(rec Record) (*[3]ITimer, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	t, err := decodeITimers(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return t, nil
-}
+func (r *Reader) ReadITimers(rec Record) (*[3]ITimer, error) { return readSmall(r, rec, decodeITimers) }
 
 // RecSigPending is the per-task record of signals queued at the checkpoint:
 // the thread's own queue and, in its leader's record, the process's shared
@@ -235,13 +209,5 @@ func (w *Writer) WriteSigPending(ps []PendingSignal) error {
 
 // ReadSigPending decodes the SIGPENDING record rec that NextRecord returned.
 func (r *Reader) ReadSigPending(rec Record) ([]PendingSignal, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	ps, err := decodeSigPending(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return ps, nil
+	return readSmall(r, rec, decodeSigPending)
 }

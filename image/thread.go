@@ -37,14 +37,4 @@ func decodeThread(h recHeader, payload []byte) (*Thread, error) {
 func (w *Writer) WriteThread(t *Thread) error { return w.writeSmall(RecThread, appendThread(nil, t)) }
 
 // ReadThread decodes the THREAD record rec that NextRecord returned.
-func (r *Reader) ReadThread(rec Record) (*Thread, error) {
-	h, payload, err := r.small(rec)
-	if err != nil {
-		return nil, err
-	}
-	t, err := decodeThread(h, payload)
-	if err != nil {
-		return nil, r.fail(err)
-	}
-	return t, nil
-}
+func (r *Reader) ReadThread(rec Record) (*Thread, error) { return readSmall(r, rec, decodeThread) }
