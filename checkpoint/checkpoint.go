@@ -75,7 +75,7 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tables, pipes, err := fileTables(infos, f.held)
+	tables, pipes, err := fileTables(infos, f.held, opt.ReplaceExternal)
 	if err != nil {
 		return nil, err
 	}

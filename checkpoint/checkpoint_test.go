@@ -35,7 +35,7 @@ func startTree(t *testing.T) int {
 		cmd.Wait()
 	})
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if kids, _ := procfs.Children(pid); len(kids) == 2 {
+		if kids, _ := procfs.Children(pid); len(kids) == 2 && execed(kids, "sleep") {
 			return pid
 		}
 		if time.Now().After(deadline) {
@@ -43,6 +43,18 @@ func startTree(t *testing.T) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// execed reports whether every pid runs the program named comm already
+// (a child fresh from fork still has its parent's name).
+func execed(pids []int, comm string) bool {
+	for _, p := range pids {
+		st, err := procfs.ReadStat(p)
+		if err != nil || st.Comm != comm {
+			return false
+		}
+	}
+	return true
 }
 
 func TestCaptureTree(t *testing.T) {
@@ -169,11 +181,84 @@ while True: pass
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	_, err := Write(io.Discard, cmd.Process.Pid, Options{})
+	// Its stdout is a pipe to us: replaced, so that seccomp is what fails.
+	_, err := Write(io.Discard, cmd.Process.Pid, Options{ReplaceExternal: true})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "seccomp") {
 		t.Fatalf("checkpoint of a seccomp task: %v, want ErrUnsupported naming seccomp", err)
 	}
 	if st, err := procfs.ReadStatus(cmd.Process.Pid); err != nil || st.State == 't' || st.State == 'Z' {
 		t.Fatalf("the task did not survive the refused checkpoint: %v %v", st, err)
+	}
+}
+
+func TestCaptureRefusesWhatLeadsOutside(t *testing.T) {
+	testenv.NeedRoot(t)
+	cmd := exec.Command("sleep", "100")
+	out, err := cmd.StdoutPipe() // its stdout is a pipe to this process
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(50 * time.Millisecond)
+	_, err = Write(io.Discard, cmd.Process.Pid, Options{})
+	if !errors.Is(err, ErrExternal) || !strings.Contains(err.Error(), "fd 1 is a pipe") {
+		t.Fatalf("checkpoint of a task writing to a pipe outside its tree: %v, want ErrExternal naming fd 1", err)
+	}
+	// Asked to, it records the descriptor to be replaced instead.
+	var buf bytes.Buffer
+	if _, err := Write(&buf, cmd.Process.Pid, Options{ReplaceExternal: true}); err != nil {
+		t.Fatal(err)
+	}
+	r := image.NewReader(&buf)
+	if _, err := r.NextTask(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rec, err := r.NextRecord()
+		if err != nil {
+			t.Fatalf("no FILES record: %v", err)
+		}
+		if rec.Type != image.RecFiles {
+			continue
+		}
+		fds, err := r.ReadFiles(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fds {
+			if f.Num == 1 {
+				if f.Kind != image.FileReplaced {
+					t.Errorf("fd 1 recorded as kind %d, want replaced", f.Kind)
+				}
+				return
+			}
+		}
+		t.Fatalf("fd 1 missing from %+v", fds)
+	}
+}
+
+func TestCaptureRefusesInotify(t *testing.T) {
+	testenv.NeedRoot(t)
+	cmd := exec.Command("python3", "-c", `
+import ctypes, sys, time
+ctypes.CDLL(None).inotify_init()
+sys.stdout.write("x"); sys.stdout.flush()
+time.sleep(100)
+`)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Skip("no python3:", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out.Read(make([]byte, 1))
+	// Replacing what leads outside does not make an inotify instance
+	// restorable: it is refused by name.
+	_, err := Write(io.Discard, cmd.Process.Pid, Options{ReplaceExternal: true})
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "inotify") {
+		t.Fatalf("checkpoint of a task with an inotify instance: %v, want ErrUnsupported naming inotify", err)
 	}
 }

@@ -56,3 +56,8 @@ func Errno(err error) unix.Errno {
 // ErrUnsupported: the tree holds something ckptfs cannot capture faithfully
 // yet; an image that restored it wrongly would be worse than none.
 var ErrUnsupported = fmt.Errorf("checkpoint: not supported: %w", unix.EOPNOTSUPP)
+
+// ErrExternal: a descriptor leads outside the tree (a socket, a terminal, a
+// pipe to another process); restoring it faithfully is impossible, so the
+// checkpoint refuses unless asked to replace such descriptors.
+var ErrExternal = fmt.Errorf("checkpoint: descriptor leads outside the tree (ask to replace it): %w", unix.EOPNOTSUPP)

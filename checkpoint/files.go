@@ -13,13 +13,15 @@ import (
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
-// readFiles records the descriptors of process pid that restart can open
-// again: regular files and directories (by path, with their identity, flags
-// and offset), character devices such as /dev/null, and pipe ends (by
-// inode; fileTables keeps only the pipes of the tree), eventfds and epoll
-// instances. Other descriptors (sockets, terminals, other anonymous inodes)
-// are not recorded yet: the restored process does not have them.
-func readFiles(pid int) ([]image.FD, error) {
+// readFiles records the descriptors of process pid: regular files and
+// directories (by path, with their identity, flags and offset), character
+// devices such as /dev/null, pipe ends (by inode; fileTables decides which
+// pipes are the tree's), eventfds and epoll instances. What leads outside
+// the tree — sockets and terminals — is refused, or with replace recorded
+// to be replaced by /dev/null at restore; what ckptfs cannot bring back
+// faithfully (io_uring, inotify, signalfd, timerfd, deleted files, FIFOs
+// ...) is refused: an image that restores wrongly is worse than none.
+func readFiles(pid int, replace bool) ([]image.FD, error) {
 	nums, err := procfs.FDs(pid)
 	if err != nil {
 		return nil, err
@@ -33,28 +35,40 @@ func readFiles(pid int) ([]image.FD, error) {
 			}
 			return nil, err
 		}
-		if ino, ok := strings.CutPrefix(target, "pipe:["); ok {
-			info, err := procfs.ReadFDInfo(pid, n)
-			if err != nil {
-				return nil, err
+		info, err := procfs.ReadFDInfo(pid, n)
+		if err != nil {
+			if gone(err) {
+				continue
 			}
-			nr, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64)
+			return nil, err
+		}
+		external := func(what string) error {
+			if !replace {
+				return fmt.Errorf("fd %d is %s (%s): %w", n, what, target, ErrExternal)
+			}
+			fds = append(fds, image.FD{Num: uint32(n), Kind: image.FileReplaced, Flags: info.Flags, Path: target})
+			return nil
+		}
+		switch {
+		case strings.HasPrefix(target, "pipe:["):
+			nr, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(target, "pipe:["), "]"), 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("fd %d: %q: %w", n, target, err)
 			}
 			fds = append(fds, image.FD{Num: uint32(n), Kind: image.FilePipe, Flags: info.Flags, Ino: nr, Path: target})
 			continue
-		}
-		if target == "anon_inode:[eventfd]" || target == "anon_inode:[eventpoll]" {
-			info, err := procfs.ReadFDInfo(pid, n)
-			if err != nil {
-				return nil, err
-			}
+		case target == "anon_inode:[eventfd]" || target == "anon_inode:[eventpoll]":
 			fds = append(fds, anonFD(n, target, info))
 			continue
-		}
-		if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
+		case strings.HasPrefix(target, "socket:["):
+			if err := external("a socket"); err != nil {
+				return nil, err
+			}
 			continue
+		case !strings.HasPrefix(target, "/"):
+			return nil, fmt.Errorf("fd %d is %s: %w", n, target, ErrUnsupported)
+		case strings.HasSuffix(target, " (deleted)"):
+			return nil, fmt.Errorf("fd %d is a deleted file, %s: %w", n, target, ErrUnsupported)
 		}
 		var st syscall.Stat_t
 		if err := syscall.Stat(procfs.FDPath(pid, n), &st); err != nil {
@@ -64,16 +78,16 @@ func readFiles(pid int) ([]image.FD, error) {
 		switch st.Mode & syscall.S_IFMT {
 		case syscall.S_IFREG, syscall.S_IFDIR:
 		case syscall.S_IFCHR:
-			if strings.HasPrefix(target, "/dev/pts") || strings.HasPrefix(target, "/dev/tty") {
-				continue // terminals need their session: not yet
+			if strings.HasPrefix(target, "/dev/pts") || strings.HasPrefix(target, "/dev/tty") ||
+				strings.HasPrefix(target, "/dev/console") {
+				if err := external("a terminal"); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			kind = image.FileDevice
 		default:
-			continue
-		}
-		info, err := procfs.ReadFDInfo(pid, n)
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("fd %d is %s, of file type %#o: %w", n, target, st.Mode&syscall.S_IFMT, ErrUnsupported)
 		}
 		fds = append(fds, image.FD{Num: uint32(n), Kind: kind, Flags: info.Flags, Pos: info.Pos,
 			Dev: st.Dev, Ino: st.Ino, Path: target})
@@ -85,7 +99,7 @@ func readFiles(pid int) ([]image.FD, error) {
 // A pipe is kept only if the tree holds both a read end and a write end of
 // it; its buffered bytes are read once, and its PIPE record goes with the
 // first process that uses it.
-func fileTables(infos []*taskInfo, held map[int]int) (map[int][]image.FD, map[int][]image.Pipe, error) {
+func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]image.FD, map[int][]image.Pipe, error) {
 	tables := make(map[int][]image.FD)
 	type ends struct {
 		readers, writers int
@@ -101,7 +115,7 @@ func fileTables(infos []*taskInfo, held map[int]int) (map[int][]image.FD, map[in
 		if _, live := held[t.tid]; !live {
 			continue
 		}
-		fds, err := readFiles(t.tid)
+		fds, err := readFiles(t.tid, replace)
 		if err != nil {
 			return nil, nil, taskErr(t.tid, "read files", err)
 		}
@@ -127,7 +141,7 @@ func fileTables(infos []*taskInfo, held map[int]int) (map[int][]image.FD, map[in
 	for _, ino := range order {
 		e := pipes[ino]
 		if e.readers == 0 || e.writers == 0 {
-			continue // an end lies outside the tree: not recorded yet
+			continue // leads outside the tree: see below
 		}
 		p, err := readPipe(e.first, e.fd, ino)
 		if err != nil {
@@ -135,15 +149,18 @@ func fileTables(infos []*taskInfo, held map[int]int) (map[int][]image.FD, map[in
 		}
 		withPipes[e.first] = append(withPipes[e.first], *p)
 	}
+	// A pipe whose other end lies outside the tree leads outside it: refused,
+	// or replaced by /dev/null.
 	for tgid, fds := range tables {
-		kept := fds[:0]
-		for _, f := range fds {
+		for i, f := range fds {
 			if e := pipes[f.Ino]; f.Kind == image.FilePipe && (e.readers == 0 || e.writers == 0) {
-				continue
+				if !replace {
+					return nil, nil, taskErr(tgid, "read files",
+						fmt.Errorf("fd %d is a pipe (%s) whose other end is outside the tree: %w", f.Num, f.Path, ErrExternal))
+				}
+				fds[i] = image.FD{Num: f.Num, Kind: image.FileReplaced, Flags: f.Flags, Path: f.Path}
 			}
-			kept = append(kept, f)
 		}
-		tables[tgid] = kept
 	}
 	return tables, withPipes, nil
 }

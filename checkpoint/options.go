@@ -49,6 +49,10 @@ type Options struct {
 	// the checkpointer); an error aborts the checkpoint. The filesystem uses
 	// it to apply the kernel's ptrace rules to the reader of a file.
 	Allow func(tgid, tid int) error
+	// ReplaceExternal records descriptors that lead outside the tree
+	// (sockets, terminals, pipes to other processes) to be replaced by
+	// /dev/null at restore, instead of refusing the checkpoint.
+	ReplaceExternal bool
 	// StopTimeout bounds the wait for one task to stop; default 5 s.
 	StopTimeout time.Duration
 }

@@ -27,9 +27,12 @@ import (
 
 // Config sets up a mount.
 type Config struct {
-	Mode       checkpoint.Mode // how checkpoints record their tree
-	AllowOther bool            // let other users in (their requests are checked)
-	Debug      bool            // log every FUSE request
+	Mode checkpoint.Mode // how checkpoints record their tree
+	// ReplaceExternal: descriptors that lead outside a tree are replaced
+	// by /dev/null at restore instead of failing the checkpoint.
+	ReplaceExternal bool
+	AllowOther      bool // let other users in (their requests are checked)
+	Debug           bool // log every FUSE request
 	// Grace keeps a snapshot after its last use so that one tool's stat,
 	// open and read of the three files see the same checkpoint.
 	Grace  time.Duration

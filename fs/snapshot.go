@@ -169,7 +169,7 @@ func (s *snapshotter) take(allow func(tgid, tid int) error) (*snapshot, error) {
 	}
 	spool := os.NewFile(uintptr(fd), "ckptfs-spool")
 	w := bufio.NewWriterSize(spool, 1<<20)
-	res, err := checkpoint.Write(w, s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow})
+	res, err := checkpoint.Write(w, s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow, ReplaceExternal: s.cfg.ReplaceExternal})
 	if err == nil {
 		err = w.Flush()
 	}

@@ -19,6 +19,9 @@ const (
 	FilePipe    = 3 // an end of a pipe of the tree, named by Ino (a PIPE record's)
 	FileEventfd = 4 // an eventfd; Extra is its count and semaphore flag
 	FileEpoll   = 5 // an epoll instance; Extra is (fd, events, data) per watch
+	// FileReplaced led outside the tree (a socket, a terminal, a pipe to
+	// another process); the user asked for /dev/null in its place.
+	FileReplaced = 6
 )
 
 // MaxExtra caps the kind-specific words of one descriptor.
@@ -83,7 +86,7 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 		}
 		switch {
 		case d.err != nil:
-		case f.Kind < FileRegular || f.Kind > FileEpoll:
+		case f.Kind < FileRegular || f.Kind > FileReplaced:
 			d.failAt(off, ErrInvalid, "fd %d: unknown kind %d", f.Num, f.Kind)
 		case f.Kind == FileEventfd && len(f.Extra) != 2, f.Kind == FileEpoll && len(f.Extra)%3 != 0:
 			d.failAt(off, ErrInvalid, "fd %d: %d words of state do not fit its kind", f.Num, len(f.Extra))

@@ -32,6 +32,10 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet) error {
 			}
 			continue
 		}
+		if f.Kind == image.FileReplaced {
+			// Led outside the tree: /dev/null in its place, as asked.
+			f.Kind, f.Path = image.FileDevice, "/dev/null"
+		}
 		if f.Kind == image.FilePipe {
 			path, err := pipes.path(f)
 			if err != nil {

@@ -79,7 +79,7 @@ func BenchmarkFigures(b *testing.B) {
 	os.Remove(img)
 
 	// A 200-task tree: a shell with 200 sleeping children.
-	tree := exec.Command("sh", "-c", "for i in $(seq 200); do sleep 1000 & done; echo ready; wait")
+	tree := exec.Command("sh", "-c", "for i in $(seq 200); do sleep 1000 >/dev/null 2>&1 & done; echo ready; exec >/dev/null 2>&1; wait")
 	out, _ := tree.StdoutPipe()
 	if err := tree.Start(); err != nil {
 		b.Fatal(err)

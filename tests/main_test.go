@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ckptfs/ckptfs/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,7 @@ func TestMain(m *testing.M) {
 // setup checks the environment, makes this process a child subreaper and
 // builds the binary and the workloads once.
 func setup() {
+	testenv.CloseInherited()
 	switch {
 	case os.Geteuid() != 0:
 		env.skip = "not running as root (the tests mount FUSE and ptrace real processes)"

@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -643,4 +644,48 @@ func credLines(t *testing.T, pid int) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// TestExternalDescriptors: a process writing into a pipe to a process
+// outside its tree cannot be checkpointed faithfully: the read fails with
+// a clear error; a mount started with --external=replace records it, and
+// the restored process finds /dev/null at that descriptor.
+func TestExternalDescriptors(t *testing.T) {
+	requireEnv(t)
+	start := func() (*exec.Cmd, io.ReadCloser) {
+		cmd := exec.Command("sleep", "100")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		t.Cleanup(func() { out.Close(); cmd.Process.Kill(); cmd.Wait(); syscall.Kill(pid, syscall.SIGKILL) })
+		time.Sleep(50 * time.Millisecond)
+		return cmd, out
+	}
+
+	m := testMount(t)
+	cmd, _ := start()
+	r := run(t, cmdTimeout, nil, "cat", m.path(cmd.Process.Pid, "image"))
+	if r.code == 0 || !strings.Contains(string(r.stderr), "not supported") {
+		t.Errorf("cat of a tree with a pipe leading out: %s, want Operation not supported", r)
+	}
+
+	m = testMount(t, "--external=replace")
+	cmd, _ = start()
+	pid := cmd.Process.Pid
+	img := filepath.Join(t.TempDir(), "img")
+	checkpointTo(t, m, pid, img)
+	cmd.Process.Kill()
+	cmd.Wait()
+	out, rr := restoreFile(t, m, img, "replaced")
+	if rr.code != 0 || out.Root != pid {
+		t.Fatalf("restore: %s\noutcome %+v", rr, out)
+	}
+	if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pid)); err != nil || target != "/dev/null" {
+		t.Errorf("restored fd 1 is %q (%v), want /dev/null in place of the pipe", target, err)
+	}
 }

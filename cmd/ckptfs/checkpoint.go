@@ -15,6 +15,7 @@ func runCheckpoint(args []string) error {
 	flags := pflag.NewFlagSet("checkpoint", pflag.ContinueOnError)
 	out := flags.StringP("output", "o", "-", "write the image to FILE (- for standard output)")
 	modeName := flags.String("mode", "auto", "how the tree is recorded: auto, container or subtree")
+	external := flags.String("external", "refuse", "descriptors leading outside the tree: refuse, or replace with /dev/null at restore")
 	stats := flags.Bool("stats", false, "print how long the tree was frozen and how large the image is, on standard error")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -30,6 +31,10 @@ func runCheckpoint(args []string) error {
 	if err != nil {
 		return err
 	}
+	replace, err := parseExternal(*external)
+	if err != nil {
+		return err
+	}
 	f := os.Stdout
 	if *out != "-" {
 		if f, err = os.Create(*out); err != nil {
@@ -37,7 +42,7 @@ func runCheckpoint(args []string) error {
 		}
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	res, err := checkpoint.Write(w, pid, checkpoint.Options{Mode: mode})
+	res, err := checkpoint.Write(w, pid, checkpoint.Options{Mode: mode, ReplaceExternal: replace})
 	if err == nil {
 		err = w.Flush()
 	}

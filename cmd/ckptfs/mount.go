@@ -21,6 +21,7 @@ func runMount(args []string) error {
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount (each request is checked with the caller's credentials)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	modeName := flags.String("mode", "auto", "how trees are recorded: auto, container or subtree")
+	external := flags.String("external", "refuse", "descriptors leading outside a tree (sockets, terminals, pipes to other processes): refuse, or replace with /dev/null at restore")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +40,11 @@ func runMount(args []string) error {
 	if err := prepareMountpoint(dir); err != nil {
 		return err
 	}
-	server, err := fs.Mount(dir, fs.Config{Mode: mode, AllowOther: *allowOther, Debug: *debug})
+	replace, err := parseExternal(*external)
+	if err != nil {
+		return err
+	}
+	server, err := fs.Mount(dir, fs.Config{Mode: mode, ReplaceExternal: replace, AllowOther: *allowOther, Debug: *debug})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -76,4 +81,15 @@ func prepareMountpoint(dir string) error {
 		return os.MkdirAll(dir, 0o755)
 	}
 	return err
+}
+
+// parseExternal reads --external.
+func parseExternal(s string) (replace bool, err error) {
+	switch s {
+	case "refuse":
+		return false, nil
+	case "replace":
+		return true, nil
+	}
+	return false, fmt.Errorf("unknown --external %q (want refuse or replace)", s)
 }

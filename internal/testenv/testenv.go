@@ -5,7 +5,21 @@ package testenv
 import (
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
+
+// The shell a test binary is started from may leak descriptors into it, and
+// Go hands inherited descriptors on to every process it starts. A workload
+// holding such a descriptor (say a pipe to that shell) leads outside its
+// tree, which checkpoint rightly refuses. So every test binary that imports
+// this package marks them close-on-exec first.
+func init() { CloseInherited() }
+
+// CloseInherited marks every descriptor above stderr close-on-exec.
+func CloseInherited() {
+	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+}
 
 // NeedRoot skips a test that must ptrace other processes or choose pids,
 // unless the environment demands that it run (CI sets

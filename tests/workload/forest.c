@@ -122,8 +122,28 @@ static void record(int slot)
 	sh->pids[slot] = outer_pid();
 }
 
+// quiet points standard output and error at /dev/null: a tree at rest
+// holds no pipe to the test, which a checkpoint would refuse as leading
+// outside the tree.
+static pid_t forest_root; // the process that prints READY, quieted after
+
+static void quiet(void)
+{
+	int fd;
+
+	if (getpid() == forest_root)
+		return; // a thread of the root: its READY line is still to come
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+}
+
 static void ready(void)
 {
+	quiet();
 	__atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -523,6 +543,8 @@ int main(int argc, char **argv)
 
 	const char *sc = argv[1];
 	int root = getpid();
+
+	forest_root = root;
 	int n;
 	if (!strcmp(sc, "container")) {
 		// The tree to checkpoint is the init; the launcher is named
@@ -550,6 +572,8 @@ int main(int argc, char **argv)
 	wait_count(n);
 	printf("READY %d%s\n", root, extra);
 	fflush(stdout);
+	forest_root = 0;
+	quiet();
 	if (!strcmp(sc, "churn"))
 		churn_forever();
 	hang();
