@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
-	"github.com/ckptfs/ckptfs/internal/inject"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 )
 
@@ -106,7 +104,11 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 		if _, held := f.held[t.tid]; !held {
 			continue // a zombie: nothing more to save
 		}
-		if err := writeTask(iw, f, t, hdr, tables[t.tgid], pipes[t.tgid]); err != nil {
+		st, err := readTask(f, t, hdr)
+		if err == nil {
+			err = st.write(iw, t.tid, int(hdr.PageSize), tables[t.tgid], pipes[t.tgid])
+		}
+		if err != nil {
 			return nil, taskErr(t.tid, "capture", err)
 		}
 	}
@@ -115,125 +117,6 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	}
 	res.Size = iw.Offset()
 	return res, nil
-}
-
-// writeTask writes the state of one stopped task after its TASK record: a
-// process's address space, every thread's registers, then the process's
-// pages, which go last because they are large.
-func writeTask(iw *image.Writer, f *frozen, t *taskInfo, hdr *image.Header, files []image.FD, pipes []image.Pipe) error {
-	if t.status.Seccomp != 0 {
-		// Its filter could refuse, trap or kill on the calls capture
-		// injects, and restart does not put filters back.
-		return fmt.Errorf("seccomp mode %d: %w", t.status.Seccomp, ErrUnsupported)
-	}
-	leader := t.tid == t.tgid
-	var mm *image.MM
-	var regs *image.Regs
-	var acts []image.SigAction
-	var sigs *image.SigState
-	var rseq *image.RSeq
-	var proc *image.Process
-	var thread *image.Thread
-	var timers *[3]image.ITimer
-	var pending []image.PendingSignal
-	err := f.tr.Do(func() (err error) {
-		// Registers first, before any injected call borrows them.
-		if regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
-			return err
-		}
-		if rseq, err = readRSeq(t.tid); err != nil {
-			return err
-		}
-		inj, err := inject.New(t.tid)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if rerr := inj.Restore(); err == nil {
-				err = rerr
-			}
-		}()
-		if leader {
-			brk, err := inj.Syscall(unix.SYS_BRK, 0)
-			if err != nil {
-				return err
-			}
-			if mm, err = readMM(t.tid, brk); err != nil {
-				return err
-			}
-			if acts, err = readSigHand(inj, t.status.SigCgt, t.status.SigIgn); err != nil {
-				return err
-			}
-			if proc, err = readProcess(t, inj); err != nil {
-				return err
-			}
-			if timers, err = readITimers(inj); err != nil {
-				return err
-			}
-		}
-		if sigs, err = readSigState(inj); err != nil {
-			return err
-		}
-		if thread, err = readThread(inj); err != nil {
-			return err
-		}
-		pending, err = readPending(t.tid, leader, f.held[t.tid])
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if mm != nil {
-		if err := iw.WriteProcess(proc); err != nil {
-			return err
-		}
-		if err := iw.WriteMM(mm); err != nil {
-			return err
-		}
-		if err := iw.WriteSigHand(acts); err != nil {
-			return err
-		}
-		if err := iw.WriteITimers(timers); err != nil {
-			return err
-		}
-		for i := range pipes {
-			if err := iw.WritePipe(&pipes[i]); err != nil {
-				return err
-			}
-		}
-		if err := iw.WriteFiles(files); err != nil {
-			return err
-		}
-	}
-	if err := iw.WriteRegs(regs); err != nil {
-		return err
-	}
-	if err := iw.WriteSigState(sigs); err != nil {
-		return err
-	}
-	if rseq != nil {
-		if err := iw.WriteRSeq(rseq); err != nil {
-			return err
-		}
-	}
-	if err := iw.WriteThread(thread); err != nil {
-		return err
-	}
-	if err := iw.WriteSigPending(pending); err != nil {
-		return err
-	}
-	if err := iw.WriteCreds(CredsOf(t.status)); err != nil {
-		return err
-	}
-	if mm == nil {
-		return nil
-	}
-	pw, err := newPageWriter(t.tid, int(hdr.PageSize))
-	if err != nil {
-		return err
-	}
-	defer pw.Close()
-	return pw.write(iw, mm)
 }
 
 // buildForest records the tree in the requested mode; auto tries container
