@@ -47,16 +47,16 @@ func readProcess(t *taskInfo, inj *inject.Task) (*image.Process, error) {
 		return nil, err
 	}
 	p.OOMScoreAdj = int32(adj)
-	sc, err := borrowStack(inj.Tid, inj.Saved.Rsp, 8)
+	sc, err := inject.BorrowStack(inj.Tid, inj.Saved.Rsp, 8)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := inj.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, sc.addr); err != nil {
-		sc.release()
+	if _, err := inj.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, sc.Addr); err != nil {
+		sc.Release()
 		return nil, err
 	}
-	b, err := sc.read(4)
-	if rerr := sc.release(); err == nil {
+	b, err := sc.Read(4)
+	if rerr := sc.Release(); err == nil {
 		err = rerr
 	}
 	if err != nil {

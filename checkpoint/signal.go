@@ -16,29 +16,6 @@ import (
 // only an "old" argument, answered into its own stack below the red zone,
 // whose bytes are put back after.
 
-// stackScratch borrows size bytes of a stopped thread's stack, below the
-// red zone where a signal frame would go, and gives them back on release.
-type stackScratch struct {
-	tid   int
-	addr  uint64
-	saved []byte
-}
-
-func borrowStack(tid int, rsp uint64, size int) (*stackScratch, error) {
-	s := &stackScratch{tid: tid, addr: (rsp - 512 - uint64(size)) &^ 15, saved: make([]byte, size)}
-	if err := inject.ReadMem(tid, s.addr, s.saved); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *stackScratch) read(n int) ([]byte, error) {
-	b := make([]byte, n)
-	return b, inject.ReadMem(s.tid, s.addr, b)
-}
-
-func (s *stackScratch) release() error { return inject.WriteMem(s.tid, s.addr, s.saved) }
-
 // readSigHand reads the disposition of every signal the process catches or
 // ignores (the others are at their default, which a new task has too).
 func readSigHand(t *inject.Task, caught, ignored uint64) ([]image.SigAction, error) {
@@ -46,7 +23,7 @@ func readSigHand(t *inject.Task, caught, ignored uint64) ([]image.SigAction, err
 	if want == 0 {
 		return nil, nil
 	}
-	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 32)
+	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 32)
 	if err != nil {
 		return nil, err
 	}
@@ -56,20 +33,20 @@ func readSigHand(t *inject.Task, caught, ignored uint64) ([]image.SigAction, err
 			continue
 		}
 		// struct kernel_sigaction: handler, flags, restorer, mask.
-		if _, err := t.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), 0, sc.addr, 8); err != nil {
-			sc.release()
+		if _, err := t.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), 0, sc.Addr, 8); err != nil {
+			sc.Release()
 			return nil, err
 		}
-		b, err := sc.read(32)
+		b, err := sc.Read(32)
 		if err != nil {
-			sc.release()
+			sc.Release()
 			return nil, err
 		}
 		le := binary.LittleEndian
 		acts = append(acts, image.SigAction{Signo: sig, Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
 			Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])})
 	}
-	return acts, sc.release()
+	return acts, sc.Release()
 }
 
 // readSigState reads a thread's blocked mask (PTRACE_GETSIGMASK) and its
@@ -81,38 +58,38 @@ func readSigState(t *inject.Task) (*image.SigState, error) {
 	if e != 0 {
 		return nil, os.NewSyscallError("ptrace(GETSIGMASK)", e)
 	}
-	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 24)
+	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 24)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.Syscall(unix.SYS_SIGALTSTACK, 0, sc.addr); err != nil {
-		sc.release()
+	if _, err := t.Syscall(unix.SYS_SIGALTSTACK, 0, sc.Addr); err != nil {
+		sc.Release()
 		return nil, err
 	}
-	b, err := sc.read(24)
+	b, err := sc.Read(24)
 	if err != nil {
-		sc.release()
+		sc.Release()
 		return nil, err
 	}
 	le := binary.LittleEndian
 	s.AltSP, s.AltFlags, s.AltSize = le.Uint64(b), le.Uint32(b[8:]), le.Uint64(b[16:])
-	return &s, sc.release()
+	return &s, sc.Release()
 }
 
 // readThread reads the addresses a thread library registered with the
 // kernel: clear_child_tid, which only the thread itself can tell
 // (PR_GET_TID_ADDRESS), and the robust futex list (get_robust_list).
 func readThread(t *inject.Task) (*image.Thread, error) {
-	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 8)
+	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 8)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, sc.addr); err != nil {
-		sc.release()
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, sc.Addr); err != nil {
+		sc.Release()
 		return nil, err
 	}
-	b, err := sc.read(8)
-	if rerr := sc.release(); err == nil {
+	b, err := sc.Read(8)
+	if rerr := sc.Release(); err == nil {
 		err = rerr
 	}
 	if err != nil {
@@ -130,7 +107,7 @@ func readThread(t *inject.Task) (*image.Thread, error) {
 
 // readITimers reads the process's three interval timers (getitimer).
 func readITimers(t *inject.Task) (*[3]image.ITimer, error) {
-	sc, err := borrowStack(t.Tid, t.Saved.Rsp, 32)
+	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 32)
 	if err != nil {
 		return nil, err
 	}
@@ -138,18 +115,18 @@ func readITimers(t *inject.Task) (*[3]image.ITimer, error) {
 	le := binary.LittleEndian
 	usec := func(b []byte) uint64 { return le.Uint64(b)*1000000 + le.Uint64(b[8:]) }
 	for which := range timers {
-		if _, err := t.Syscall(unix.SYS_GETITIMER, uint64(which), sc.addr); err != nil {
-			sc.release()
+		if _, err := t.Syscall(unix.SYS_GETITIMER, uint64(which), sc.Addr); err != nil {
+			sc.Release()
 			return nil, err
 		}
-		b, err := sc.read(32) // struct itimerval: interval, then value
+		b, err := sc.Read(32) // struct itimerval: interval, then value
 		if err != nil {
-			sc.release()
+			sc.Release()
 			return nil, err
 		}
 		timers[which] = image.ITimer{Interval: usec(b), Value: usec(b[16:])}
 	}
-	return &timers, sc.release()
+	return &timers, sc.Release()
 }
 
 // readPending reads the signals queued to a thread (and, with shared, to its

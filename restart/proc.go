@@ -95,19 +95,16 @@ func (p *proc) exit(status int32) error {
 	ws := unix.WaitStatus(status)
 	if ws.Signaled() {
 		// No core file: the restored zombie only has to carry the status.
-		if _, err := p.syscall(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, p.scratchZero(), 0); err != nil {
+		err := p.withStackArg(p.inj.Saved.Rsp, make([]byte, 16), func(zero uint64) error {
+			_, err := p.syscall(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, zero, 0)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		return p.inj.Exit(0, int(ws.Signal()))
 	}
 	return p.inj.Exit(ws.ExitStatus(), 0)
-}
-
-// scratchZero writes a zeroed struct rlimit to scratch memory.
-func (p *proc) scratchZero() uint64 {
-	addr := p.scratch()
-	inject.WriteMem(p.tid, addr, make([]byte, 16))
-	return addr
 }
 
 // kill ends a task of a failed restore and collects the tracer's report
@@ -139,33 +136,18 @@ func (p *proc) refreshSite() error {
 }
 
 // setComm gives the task its name back (PR_SET_NAME names the calling
-// thread), once its memory is restored: the name is passed below the
-// saved stack pointer, beyond the red zone, where a signal frame could
-// land as well, and those bytes are put back afterwards.
+// thread), passing the name below the stack pointer rsp. refresh: the
+// thread's vDSO moved when its process's memory was restored.
 func (p *proc) setComm(comm string, rsp uint64, refresh bool) error {
-	// A thread's vDSO moved when its process's memory was restored.
 	if refresh {
 		if err := p.refreshSite(); err != nil {
 			return err
 		}
 	}
-	return p.setCommAt(comm, (rsp-512)&^15)
-}
-
-// setCommAt names the task, passing the name through its memory at addr.
-func (p *proc) setCommAt(comm string, addr uint64) error {
-	saved := make([]byte, 16)
-	if err := inject.ReadMem(p.tid, addr, saved); err != nil {
-		return fmt.Errorf("set comm: %w", err)
-	}
 	name := make([]byte, 16)
 	copy(name, comm)
-	if err := inject.WriteMem(p.tid, addr, name); err != nil {
-		return fmt.Errorf("set comm: %w", err)
-	}
-	_, err := p.syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, addr)
-	if werr := inject.WriteMem(p.tid, addr, saved); err == nil {
-		err = werr
-	}
-	return err
+	return p.withStackArg(rsp, name, func(addr uint64) error {
+		_, err := p.syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, addr)
+		return err
+	})
 }

@@ -182,7 +182,7 @@ func (rs *restorer) tasks() error {
 		if ts.State == 'Z' {
 			err := rs.tr.Do(func() error {
 				// Its memory is still the seed's: name it from there.
-				if err := p.setCommAt(ts.Comm, p.scratch()); err != nil {
+				if err := p.setComm(ts.Comm, p.inj.Saved.Rsp, false); err != nil {
 					return err
 				}
 				return p.exit(ts.ExitCode)

@@ -15,23 +15,10 @@ import (
 // ssDisable is sigaltstack's SS_DISABLE: no alternate stack.
 const ssDisable = 2
 
-// withStackArg passes arg to an injected call through the restored
-// thread's own stack, below the red zone at rsp, and puts the bytes it
-// borrowed back afterwards.
+// withStackArg passes arg to an injected call through the thread's own
+// stack, below the red zone at rsp (inject.WithStackArg).
 func (p *proc) withStackArg(rsp uint64, arg []byte, call func(addr uint64) error) error {
-	addr := (rsp - 512 - uint64(len(arg))) &^ 15
-	saved := make([]byte, len(arg))
-	if err := inject.ReadMem(p.tid, addr, saved); err != nil {
-		return err
-	}
-	if err := inject.WriteMem(p.tid, addr, arg); err != nil {
-		return err
-	}
-	err := call(addr)
-	if werr := inject.WriteMem(p.tid, addr, saved); err == nil {
-		err = werr
-	}
-	return err
+	return inject.WithStackArg(p.tid, rsp, arg, call)
 }
 
 // setSigHand gives the process its signal dispositions back.
