@@ -1,8 +1,6 @@
 package procfs
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -48,13 +46,7 @@ func ReadFDInfo(pid, fd int) (*FDInfo, error) {
 		return nil, err
 	}
 	var fi FDInfo
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		val = strings.TrimSpace(val)
+	for key, val := range fields(data) {
 		switch key {
 		case "tfd":
 			it, err := parseEpollItem(val)

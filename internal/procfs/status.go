@@ -1,8 +1,6 @@
 package procfs
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -64,13 +62,7 @@ func readStatus(path string) (*Status, error) {
 
 func parseStatus(data []byte) (*Status, error) {
 	var s Status
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		val = strings.TrimSpace(val)
+	for key, val := range fields(data) {
 		var err error
 		switch key {
 		case "Name":
