@@ -117,12 +117,12 @@ func (n *node) String() string {
 }
 
 type planner struct {
-	in           Forest
-	nodes        []*node // by ProcID
-	byTag        map[image.Tag]*node
-	root         *node
-	inits        map[image.Tag]*node // namespace init by namespace tag
-	outerVisible bool
+	in    Forest
+	nodes []*node // by ProcID
+	byTag map[image.Tag]*node
+	root  *node
+	inits map[image.Tag]*node // namespace init by namespace tag
+	outer Outer
 
 	steps    []Step
 	order    []*node               // creation order
@@ -149,7 +149,7 @@ func MakePlan(in Forest) (*Plan, error) {
 	if err := pl.emit(); err != nil {
 		return nil, err
 	}
-	p := &Plan{Forest: in, OuterVisible: pl.outerVisible, Steps: pl.steps, ByTag: map[image.Tag]ProcID{}, Root: pl.root.id}
+	p := &Plan{Forest: in, Outer: pl.outer, Steps: pl.steps, ByTag: map[image.Tag]ProcID{}, Root: pl.root.id}
 	for _, n := range pl.nodes {
 		pr := Proc{Kind: n.kind, Tag: n.tag, NS: n.ns, Zombie: n.zombie, Status: n.status, Thread: n.thread}
 		for _, lv := range n.levels {
@@ -460,7 +460,7 @@ func (pl *planner) fitsNS(ns image.Tag, x *node) bool {
 
 // visible reports whether a group or session can be named from namespace ns.
 func (pl *planner) visible(k image.Tag, ns image.Tag) bool {
-	return pl.nr(k, ns) != 0 || k == keyOuter && pl.outerVisible && ns == 1
+	return pl.nr(k, ns) != 0 || k == keyOuter && pl.outer != OuterHidden && ns == 1
 }
 
 // nr is the number of pid tag k in namespace ns, 0 if it has none there.

@@ -19,11 +19,11 @@ type Host struct {
 // NewHost sets up the model a plan runs on. Container mode: the model's
 // init forks the restorer, which later creates the container's namespace.
 // Subtree mode: the model's init creates a namespace (image tag 1) whose
-// init (pid 1 there) forks the restorer (pid 2 there), a child subreaper;
-// with outerVisible the restorer calls setsid, so its session and group are
-// visible in that namespace (the image's TagRoot), else they are the host
-// init's, from an ancestor namespace (TagAncestor).
-func NewHost(mode image.Mode, outerVisible bool) (*Host, error) {
+// init (pid 1 there) forks the restorer (pid 2 there), a child subreaper.
+// Its session and group are the host init's, from an ancestor namespace
+// (TagAncestor), until it makes them visible there (the image's TagRoot) as
+// outer asks: setpgid for its group alone, setsid for both.
+func NewHost(mode image.Mode, outer Outer) (*Host, error) {
 	m, init := NewModel()
 	h := &Host{Model: m}
 	var err error
@@ -39,7 +39,10 @@ func NewHost(mode image.Mode, outerVisible bool) (*Host, error) {
 		}
 		if err == nil {
 			h.Restorer.Subreaper = true
-			if outerVisible {
+			switch outer {
+			case OuterGroup:
+				err = m.Setpgid(h.Restorer, 0, 0)
+			case OuterSession:
 				err = m.Setsid(h.Restorer)
 			}
 		}
@@ -55,7 +58,7 @@ func NewHost(mode image.Mode, outerVisible bool) (*Host, error) {
 // fails on the first step the kernel would refuse, and if a ghost or
 // placeholder is left, a task missing or a zombie not a zombie.
 func Execute(p *Plan) (Forest, error) {
-	h, err := NewHost(p.Forest.Mode, p.OuterVisible)
+	h, err := NewHost(p.Forest.Mode, p.Outer)
 	if err != nil {
 		return Forest{}, err
 	}

@@ -18,7 +18,7 @@ type world struct {
 }
 
 func newContainerWorld(t testing.TB) *world {
-	h, err := NewHost(image.ModeContainer, false)
+	h, err := NewHost(image.ModeContainer, OuterHidden)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,10 +28,10 @@ func newContainerWorld(t testing.TB) *world {
 }
 
 // newSubtreeWorld: the restorer-like parent of the subtree is a subreaper;
-// with visible it also leads its session (TagRoot), else its session is
-// from the host namespace (TagAncestor).
-func newSubtreeWorld(t testing.TB, visible bool) *world {
-	h, err := NewHost(image.ModeSubtree, visible)
+// outer says whether it also leads its group, or its group and session, in
+// the root's namespace (TagRoot); else they are the host's (TagAncestor).
+func newSubtreeWorld(t testing.TB, outer Outer) *world {
+	h, err := NewHost(image.ModeSubtree, outer)
 	if err != nil {
 		t.Fatal(err)
 	}

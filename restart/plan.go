@@ -187,16 +187,26 @@ func (s Subreaper) ActorID() ProcID { return s.Actor }
 func (s Exit) ActorID() ProcID      { return s.Actor }
 func (s Wait) ActorID() ProcID      { return s.Actor }
 
+// Outer says how much of the session and group from above a subtree is
+// visible in the root's pid namespace. A group lies within its session, so a
+// visible session with a hidden group is not a case (MakePlan refuses it).
+type Outer uint8
+
+const (
+	OuterHidden  Outer = iota // both from an ancestor namespace, or unused
+	OuterGroup                // the group is visible, the session is not
+	OuterSession              // both are visible
+)
+
 // Plan is a creation plan for a forest.
 type Plan struct {
 	Forest Forest
-	// OuterVisible: in subtree mode, the restorer's session and group are
-	// those of the root's ancestors and visible in the root's namespace (the
-	// image says TagRoot); otherwise they lie in an ancestor namespace
-	// (TagAncestor) or are unused.
-	OuterVisible bool
-	Procs        []Proc // Procs[0] is the restorer
-	Steps        []Step
+	// Outer says which of the restorer's group and session, those of the
+	// root's ancestors, are visible in the root's namespace (the image says
+	// TagRoot) rather than lying in an ancestor namespace (TagAncestor).
+	Outer Outer
+	Procs []Proc // Procs[0] is the restorer
+	Steps []Step
 	// ByTag maps a task's or ghost's pid tag to its process.
 	ByTag map[image.Tag]ProcID
 	// Root is the root task.

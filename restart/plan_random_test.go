@@ -43,7 +43,7 @@ func randomWorld(t testing.TB, seed uint64, log *strings.Builder) *world {
 	var w *world
 	switch r.IntN(3) {
 	case 0:
-		w = newSubtreeWorld(t, r.IntN(2) == 0)
+		w = newSubtreeWorld(t, Outer(r.IntN(3)))
 		if r.IntN(2) == 0 {
 			w.root.Subreaper = true // so orphans stay in the tree
 		}

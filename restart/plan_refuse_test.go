@@ -102,7 +102,20 @@ func TestPlanRefuses(t *testing.T) {
 			{Pid: 1, TGid: 1, PGid: image.TagRoot, Sid: image.TagRoot},
 			{Pid: 2, PPid: 1, TGid: 2, PGid: image.TagAncestor, Sid: image.TagAncestor},
 		}}},
-		want: []string{"TagRoot and TagAncestor"},
+		want: []string{"TagRoot and TagAncestor name the process group"},
+	}, {
+		name: "TagRoot and TagAncestor for the session",
+		f: Forest{Mode: image.ModeSubtree, Pids: pids1(4, 5), Tree: image.Tree{Tasks: []image.Task{
+			{Pid: 1, TGid: 1, PGid: image.TagRoot, Sid: image.TagRoot},
+			{Pid: 2, PPid: 1, TGid: 2, PGid: image.TagRoot, Sid: image.TagAncestor},
+		}}},
+		want: []string{"TagRoot and TagAncestor name the session"},
+	}, {
+		name: "visible session, hidden group",
+		f: Forest{Mode: image.ModeSubtree, Pids: pids1(4), Tree: image.Tree{Tasks: []image.Task{
+			{Pid: 1, TGid: 1, PGid: image.TagAncestor, Sid: image.TagRoot},
+		}}},
+		want: []string{"session from above the tree is visible"},
 	}, {
 		name: "thread not sharing its leader's session",
 		f: Forest{Mode: image.ModeContainer, Pids: pids1(1, 2, 3), Tree: image.Tree{Tasks: []image.Task{

@@ -71,7 +71,7 @@ func TestPlanSessionLeaderExited(t *testing.T) {
 }
 
 func TestPlanOrphansToSubreaper(t *testing.T) {
-	w := newSubtreeWorld(t, true)
+	w := newSubtreeWorld(t, OuterSession)
 	w.root.Subreaper = true
 	a := w.fork(w.root)
 	b := w.fork(a)
@@ -172,7 +172,7 @@ func TestPlanLeaderLeftItsGroup(t *testing.T) {
 }
 
 func TestPlanSubtreeTagRoot(t *testing.T) {
-	w := newSubtreeWorld(t, true)
+	w := newSubtreeWorld(t, OuterSession)
 	a := w.fork(w.root)
 	w.setpgid(w.root, w.root)
 	w.fork(a)
@@ -186,8 +186,26 @@ func TestPlanSubtreeTagRoot(t *testing.T) {
 	checkForest(t, f)
 }
 
+// The group from above is visible in the root's namespace but its session
+// is not: a shell without job control that made its own group, in a pid
+// namespace whose session leader lives outside (as under some CI runners).
+func TestPlanSubtreeVisibleGroupHiddenSession(t *testing.T) {
+	w := newSubtreeWorld(t, OuterGroup)
+	a := w.fork(w.root)
+	w.fork(a)
+	b := w.fork(w.root)
+	w.setpgid(b, b)
+	w.fork(b)
+	f := w.forest()
+	s := f.String()
+	if !strings.Contains(s, "root's") || !strings.Contains(s, "ancestor") {
+		t.Fatalf("want TagRoot groups and a TagAncestor session:\n%v", f)
+	}
+	checkForest(t, f)
+}
+
 func TestPlanSubtreeTagAncestor(t *testing.T) {
-	w := newSubtreeWorld(t, false)
+	w := newSubtreeWorld(t, OuterHidden)
 	a := w.fork(w.root)
 	w.fork(a)
 	w.setsid(w.root)

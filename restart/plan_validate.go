@@ -14,8 +14,8 @@ var ErrRefused = errors.New("restart: forest cannot be rebuilt")
 
 // keyOuter is the planner's name for the session or group the restorer
 // holds: the image's TagRoot and TagAncestor. Both mean "inherited from
-// above the tree", and a tree descends from one root, so they cannot name
-// two different sessions (load refuses an image that uses both).
+// above the tree", and a tree descends from one root, so each names one
+// group or one session (load refuses a field that uses both).
 const keyOuter = image.TagRoot
 
 func outerKey(t image.Tag) image.Tag {
@@ -189,21 +189,31 @@ func (pl *planner) load() error {
 		}
 	}
 
-	// Sessions and groups from above the tree.
-	var usesRoot, usesAncestor bool
+	// Sessions and groups from above the tree. Each field names at most one
+	// of them (a tree descends from one root), but the group may be visible
+	// in the root's namespace while its session is not.
+	var fromRoot, ancestor [2]bool // [0] groups, [1] sessions
 	for _, t := range tasks {
-		for _, x := range []image.Tag{t.PGid, t.Sid} {
-			usesRoot = usesRoot || x == image.TagRoot
-			usesAncestor = usesAncestor || x == image.TagAncestor
+		for i, x := range []image.Tag{t.PGid, t.Sid} {
+			fromRoot[i] = fromRoot[i] || x == image.TagRoot
+			ancestor[i] = ancestor[i] || x == image.TagAncestor
 		}
 	}
 	switch {
-	case in.Mode == image.ModeContainer && usesRoot:
+	case in.Mode == image.ModeContainer && (fromRoot[0] || fromRoot[1]):
 		r.add("TagRoot is meaningless in container mode")
-	case usesRoot && usesAncestor:
-		r.add("both TagRoot and TagAncestor name the session or group from above the tree")
+	case fromRoot[0] && ancestor[0]:
+		r.add("both TagRoot and TagAncestor name the process group from above the tree")
+	case fromRoot[1] && ancestor[1]:
+		r.add("both TagRoot and TagAncestor name the session from above the tree")
+	case fromRoot[1] && ancestor[0]:
+		r.add("the session from above the tree is visible (TagRoot) but its process group is not (TagAncestor)")
+	case in.Mode != image.ModeSubtree:
+	case fromRoot[1]:
+		pl.outer = OuterSession
+	case fromRoot[0]:
+		pl.outer = OuterGroup
 	}
-	pl.outerVisible = in.Mode == image.ModeSubtree && usesRoot
 
 	// Ghosts: dead leaders whose pid is still some task's group or session.
 	procs := pl.nodes[1:]

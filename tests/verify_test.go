@@ -212,7 +212,7 @@ func (v *verifier) checkTask(i int, task reportTask, tr *truth) {
 // checkGroup checks a pgid or sid reference against /proc's list procList
 // (the task's NSpgid or NSsid) and the root's (rootList):
 //   - a group not visible in the root's namespace (0 there) must be
-//     "ancestor", or "root" if it is also the root's group;
+//     "ancestor" ("root" is only for one the root's namespace can name);
 //   - a group led by a task of the subtree must be the leader's numbers;
 //   - a group from outside the tree that is the root's must be "root";
 //   - any other (a group whose leader is dead) must be a list that agrees
@@ -229,12 +229,10 @@ func (v *verifier) checkGroup(who, name string, got ref, procList, rootList []in
 	container := v.mode == "container"
 	switch {
 	case nr == 0:
-		sameAsRoot := procList[0] == rootList[0]
 		switch {
 		case container:
 			v.errorf("%s: %s %s: /proc says it is outside the container (%v)", who, name, got, procList)
 		case got.Word == "ancestor":
-		case got.Word == "root" && sameAsRoot:
 		default:
 			v.errorf("%s: %s %s, but it is not visible in the root's namespace (/proc %v): want \"ancestor\"", who, name, got, procList)
 		}
