@@ -15,13 +15,14 @@ import (
 
 // readFiles records the descriptors of process pid: regular files and
 // directories (by path, with their identity, flags and offset), character
-// devices such as /dev/null, pipe ends (by inode; fileTables decides which
-// pipes are the tree's), eventfds and epoll instances. What leads outside
-// the tree — sockets and terminals — is refused, or with replace recorded
-// to be replaced by /dev/null at restore; what ckptfs cannot bring back
-// faithfully (io_uring, inotify, signalfd, timerfd, deleted files, FIFOs
-// ...) is refused: an image that restores wrongly is worse than none.
-func readFiles(pid int, replace bool) ([]image.FD, error) {
+// devices such as /dev/null, pipe ends and unix sockets (by inode;
+// fileTables decides which are the tree's), eventfds and epoll instances.
+// What leads outside the tree — other sockets and terminals — is refused,
+// or with replace recorded to be replaced by /dev/null at restore; what
+// ckptfs cannot bring back faithfully (io_uring, inotify, signalfd,
+// timerfd, deleted files, FIFOs ...) is refused: an image that restores
+// wrongly is worse than none.
+func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 	nums, err := procfs.FDs(pid)
 	if err != nil {
 		return nil, err
@@ -61,9 +62,21 @@ func readFiles(pid int, replace bool) ([]image.FD, error) {
 			fds = append(fds, anonFD(n, target, info))
 			continue
 		case strings.HasPrefix(target, "socket:["):
-			if err := external("a socket"); err != nil {
+			nr, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]"), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("fd %d: %q: %w", n, target, err)
+			}
+			s, err := socks.lookup(nr)
+			if err != nil {
 				return nil, err
 			}
+			if s == nil {
+				if err := external("a socket, not a unix one"); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			fds = append(fds, image.FD{Num: uint32(n), Kind: image.FileSocket, Flags: info.Flags, Ino: nr, Path: target})
 			continue
 		case !strings.HasPrefix(target, "/"):
 			return nil, fmt.Errorf("fd %d is %s: %w", n, target, ErrUnsupported)
@@ -95,19 +108,33 @@ func readFiles(pid int, replace bool) ([]image.FD, error) {
 	return fds, nil
 }
 
+// shared are the objects a process's descriptors share with others of the
+// tree: their records go before the FILES record of the first process that
+// uses them, so restart has made them when any process opens them.
+type shared struct {
+	Pipes   []image.Pipe
+	Sockets []image.Socket
+}
+
+// holders counts the descriptors of one pipe or socket in the tree.
+type holders struct {
+	readers, writers int
+	first            int // tgid of the first process holding it
+	fd               int // one of its descriptors there
+}
+
 // fileTables reads the descriptor table of every live process of the tree.
 // A pipe is kept only if the tree holds both a read end and a write end of
-// it; its buffered bytes are read once, and its PIPE record goes with the
-// first process that uses it.
-func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]image.FD, map[int][]image.Pipe, error) {
+// it, a unix socket only if the tree holds its peer; their buffered bytes
+// are read once. What leads outside the tree is refused, or replaced by
+// /dev/null if replace.
+func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]image.FD, map[int]shared, error) {
 	tables := make(map[int][]image.FD)
-	type ends struct {
-		readers, writers int
-		first            int // tgid of the first process holding it
-		fd               int // one of its descriptors there
-	}
-	pipes := make(map[uint64]*ends)
-	var order []uint64
+	objs := make(map[int]shared)
+	pipes := make(map[uint64]*holders)
+	sockets := make(map[uint64]*holders)
+	var pipeOrder, sockOrder []uint64
+	var socks unixSockets
 	for _, t := range infos {
 		if t.tid != t.tgid {
 			continue // threads share their leader's table
@@ -115,54 +142,100 @@ func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]im
 		if _, live := held[t.tid]; !live {
 			continue
 		}
-		fds, err := readFiles(t.tid, replace)
+		fds, err := readFiles(t.tid, replace, &socks)
 		if err != nil {
 			return nil, nil, taskErr(t.tid, "read files", err)
 		}
 		tables[t.tgid] = fds
 		for _, f := range fds {
-			if f.Kind != image.FilePipe {
+			var m map[uint64]*holders
+			var order *[]uint64
+			switch f.Kind {
+			case image.FilePipe:
+				m, order = pipes, &pipeOrder
+			case image.FileSocket:
+				m, order = sockets, &sockOrder
+			default:
 				continue
 			}
-			e, ok := pipes[f.Ino]
+			h, ok := m[f.Ino]
 			if !ok {
-				e = &ends{first: t.tgid, fd: int(f.Num)}
-				pipes[f.Ino] = e
-				order = append(order, f.Ino)
+				h = &holders{first: t.tgid, fd: int(f.Num)}
+				m[f.Ino] = h
+				*order = append(*order, f.Ino)
 			}
 			if f.Flags&syscall.O_ACCMODE == syscall.O_WRONLY {
-				e.writers++
+				h.writers++
 			} else {
-				e.readers++
+				h.readers++
 			}
 		}
 	}
-	withPipes := make(map[int][]image.Pipe)
-	for _, ino := range order {
-		e := pipes[ino]
-		if e.readers == 0 || e.writers == 0 {
+
+	for _, ino := range pipeOrder {
+		h := pipes[ino]
+		if h.readers == 0 || h.writers == 0 {
 			continue // leads outside the tree: see below
 		}
-		p, err := readPipe(e.first, e.fd, ino)
+		p, err := readPipe(h.first, h.fd, ino)
 		if err != nil {
-			return nil, nil, taskErr(e.first, fmt.Sprintf("read pipe fd %d", e.fd), err)
+			return nil, nil, taskErr(h.first, fmt.Sprintf("read pipe fd %d", h.fd), err)
 		}
-		withPipes[e.first] = append(withPipes[e.first], *p)
+		o := objs[h.first]
+		o.Pipes = append(o.Pipes, *p)
+		objs[h.first] = o
 	}
-	// A pipe whose other end lies outside the tree leads outside it: refused,
-	// or replaced by /dev/null.
+
+	outside := make(map[uint64]string) // sockets leading outside, and what they are
+	inTree := func(ino uint64) bool { return sockets[ino] != nil }
+	done := make(map[uint64]bool)
+	for _, ino := range sockOrder {
+		h := sockets[ino]
+		s := socks.byIno[ino]
+		if what, external := pairFault(s, inTree); what != "" {
+			if !external {
+				return nil, nil, taskErr(h.first, "read files", fmt.Errorf("fd %d is %s: %w", h.fd, what, ErrUnsupported))
+			}
+			outside[ino] = what
+			continue
+		}
+		if done[ino] {
+			continue
+		}
+		// Both ends go with the first process holding either: this one.
+		done[ino], done[s.Peer] = true, true
+		o := objs[h.first]
+		for _, end := range []uint64{ino, s.Peer} {
+			eh := sockets[end]
+			rec, err := readSocket(eh.first, eh.fd, socks.byIno[end])
+			if err != nil {
+				return nil, nil, taskErr(eh.first, fmt.Sprintf("read socket fd %d", eh.fd), err)
+			}
+			o.Sockets = append(o.Sockets, *rec)
+		}
+		objs[h.first] = o
+	}
+
+	// A pipe or socket whose other end is outside the tree leads outside it:
+	// refused, or replaced by /dev/null.
 	for tgid, fds := range tables {
 		for i, f := range fds {
-			if e := pipes[f.Ino]; f.Kind == image.FilePipe && (e.readers == 0 || e.writers == 0) {
-				if !replace {
-					return nil, nil, taskErr(tgid, "read files",
-						fmt.Errorf("fd %d is a pipe (%s) whose other end is outside the tree: %w", f.Num, f.Path, ErrExternal))
-				}
-				fds[i] = image.FD{Num: f.Num, Kind: image.FileReplaced, Flags: f.Flags, Path: f.Path}
+			var what string
+			switch h := pipes[f.Ino]; {
+			case f.Kind == image.FilePipe && (h.readers == 0 || h.writers == 0):
+				what = "a pipe (" + f.Path + ") whose other end is outside the tree"
+			case f.Kind == image.FileSocket && outside[f.Ino] != "":
+				what = outside[f.Ino]
+			default:
+				continue
 			}
+			if !replace {
+				return nil, nil, taskErr(tgid, "read files", fmt.Errorf("fd %d is %s: %w", f.Num, what, ErrExternal))
+			}
+			fds[i] = image.FD{Num: f.Num, Kind: image.FileReplaced, Flags: f.Flags, Path: f.Path}
 		}
 	}
-	return tables, withPipes, nil
+	return tables, objs, nil
 }
 
 // readPipe copies the bytes buffered in a pipe without taking them: tee(2)

@@ -89,7 +89,7 @@ func readTask(f *frozen, t *taskInfo, hdr *image.Header) (*taskState, error) {
 // write writes the task's records after its TASK record: the process's
 // (with its pipes and descriptor table), then the thread's, then the
 // process's pages, which go last because they are large.
-func (s *taskState) write(iw *image.Writer, tid int, pageSize int, files []image.FD, pipes []image.Pipe) error {
+func (s *taskState) write(iw *image.Writer, tid int, pageSize int, files []image.FD, objs shared) error {
 	if s.mm != nil {
 		if err := iw.WriteProcess(s.process); err != nil {
 			return err
@@ -103,8 +103,13 @@ func (s *taskState) write(iw *image.Writer, tid int, pageSize int, files []image
 		if err := iw.WriteITimers(s.timers); err != nil {
 			return err
 		}
-		for i := range pipes {
-			if err := iw.WritePipe(&pipes[i]); err != nil {
+		for i := range objs.Pipes {
+			if err := iw.WritePipe(&objs.Pipes[i]); err != nil {
+				return err
+			}
+		}
+		for i := range objs.Sockets {
+			if err := iw.WriteSocket(&objs.Sockets[i]); err != nil {
 				return err
 			}
 		}

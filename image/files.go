@@ -22,6 +22,9 @@ const (
 	// FileReplaced led outside the tree (a socket, a terminal, a pipe to
 	// another process); the user asked for /dev/null in its place.
 	FileReplaced = 6
+	// FileSocket is an end of a unix socket pair of the tree, named by Ino
+	// (a SOCKET record's).
+	FileSocket = 7
 )
 
 // MaxExtra caps the kind-specific words of one descriptor.
@@ -86,7 +89,7 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 		}
 		switch {
 		case d.err != nil:
-		case f.Kind < FileRegular || f.Kind > FileReplaced:
+		case f.Kind < FileRegular || f.Kind > FileSocket:
 			d.failAt(off, ErrInvalid, "fd %d: unknown kind %d", f.Num, f.Kind)
 		case f.Kind == FileEventfd && len(f.Extra) != 2, f.Kind == FileEpoll && len(f.Extra)%3 != 0:
 			d.failAt(off, ErrInvalid, "fd %d: %d words of state do not fit its kind", f.Num, len(f.Extra))

@@ -66,6 +66,8 @@ func recordName(typ uint32) string {
 		return "FILES"
 	case RecPipe:
 		return "PIPE"
+	case RecSocket:
+		return "SOCKET"
 	case RecSigHand:
 		return "SIGHAND"
 	case RecSigState:

@@ -17,14 +17,22 @@ const reopenFlags = unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 // setFiles opens every recorded descriptor again in the task, at its number,
 // with its flags and offset. A regular file must still be the one the
 // image saw (device and inode): writing to another would lose data. A pipe
-// end is opened through /proc from the pipe the restorer made for it.
-func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet) error {
+// end is opened through /proc from the pipe the restorer made for it; a
+// socket end is sent to the task (see setSockets).
+func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet, socks *socketSet) error {
 	// Epoll instances last: their watches name the other descriptors.
-	var epolls []image.FD
+	var epolls, sockets []image.FD
+	var above uint32 // a number above every descriptor of the image
+	for _, f := range fds {
+		above = max(above, f.Num+1)
+	}
 	for _, f := range fds {
 		switch f.Kind {
 		case image.FileEpoll:
 			epolls = append(epolls, f)
+			continue
+		case image.FileSocket:
+			sockets = append(sockets, f)
 			continue
 		case image.FileEventfd:
 			if err := p.setEventfd(f); err != nil {
@@ -45,6 +53,11 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet) error {
 		}
 		if err := p.setFile(f, rsp); err != nil {
 			return fmt.Errorf("fd %d (%s): %w", f.Num, f.Path, err)
+		}
+	}
+	if len(sockets) > 0 {
+		if err := p.setSockets(sockets, rsp, above, socks); err != nil {
+			return err
 		}
 	}
 	for _, f := range epolls {

@@ -68,6 +68,7 @@ func Restore(r io.Reader, opt Options) (*Result, error) {
 	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller(), opt: opt}
 	defer rs.pages.close()
 	defer rs.pipes.close()
+	defer rs.sockets.close()
 	res, err := rs.run()
 	if err != nil {
 		rs.teardown()
@@ -102,7 +103,8 @@ type restorer struct {
 	// seedCreds are the credentials every task is created with: a task
 	// whose image has the same needs no call to get them.
 	seedCreds *image.Creds
-	pipes     pipeSet // the image's pipes, until the tasks have opened them
+	pipes     pipeSet   // the image's pipes, until the tasks have opened them
+	sockets   socketSet // the image's socket pairs, until the tasks have them
 }
 
 func (rs *restorer) run() (*Result, error) {
