@@ -14,14 +14,15 @@ import (
 )
 
 // readFiles records the descriptors of process pid: regular files and
-// directories (by path, with their identity, flags and offset), character
-// devices such as /dev/null, pipe ends and unix sockets (by inode;
+// directories (by path, with their identity, flags and offset), deleted
+// files and memfds (their contents go in the image), character devices
+// such as /dev/null, pipe ends, named pipes and unix sockets (by inode;
 // fileTables decides which are the tree's), eventfds and epoll instances.
 // What leads outside the tree — other sockets and terminals — is refused,
 // or with replace recorded to be replaced by /dev/null at restore; what
 // ckptfs cannot bring back faithfully (io_uring, inotify, signalfd,
-// timerfd, deleted files, FIFOs ...) is refused: an image that restores
-// wrongly is worse than none.
+// timerfd ...) is refused: an image that restores wrongly is worse than
+// none.
 func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 	nums, err := procfs.FDs(pid)
 	if err != nil {
@@ -80,8 +81,6 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 			continue
 		case !strings.HasPrefix(target, "/"):
 			return nil, fmt.Errorf("fd %d is %s: %w", n, target, ErrUnsupported)
-		case strings.HasSuffix(target, " (deleted)"):
-			return nil, fmt.Errorf("fd %d is a deleted file, %s: %w", n, target, ErrUnsupported)
 		}
 		var st syscall.Stat_t
 		if err := syscall.Stat(procfs.FDPath(pid, n), &st); err != nil {
@@ -89,7 +88,13 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 		}
 		kind := uint32(image.FileRegular)
 		switch st.Mode & syscall.S_IFMT {
-		case syscall.S_IFREG, syscall.S_IFDIR:
+		case syscall.S_IFREG:
+			if strings.HasSuffix(target, " (deleted)") && st.Nlink == 0 {
+				kind = image.FileDeleted // its contents go in the image
+			}
+		case syscall.S_IFDIR:
+		case syscall.S_IFIFO:
+			kind = image.FileFifo // fileTables decides whether it is the tree's
 		case syscall.S_IFCHR:
 			if strings.HasPrefix(target, "/dev/pts") || strings.HasPrefix(target, "/dev/tty") ||
 				strings.HasPrefix(target, "/dev/console") {
@@ -101,6 +106,10 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 			kind = image.FileDevice
 		default:
 			return nil, fmt.Errorf("fd %d is %s, of file type %#o: %w", n, target, st.Mode&syscall.S_IFMT, ErrUnsupported)
+		}
+		if strings.HasSuffix(target, " (deleted)") && kind != image.FileDeleted {
+			// Unlinked here but linked elsewhere, or not a regular file.
+			return nil, fmt.Errorf("fd %d is %s, deleted but not a regular file without links: %w", n, target, ErrUnsupported)
 		}
 		fds = append(fds, image.FD{Num: uint32(n), Kind: kind, Flags: info.Flags, Pos: info.Pos,
 			Dev: st.Dev, Ino: st.Ino, Path: target})
@@ -114,6 +123,7 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 type shared struct {
 	Pipes   []image.Pipe
 	Sockets []image.Socket
+	Files   []image.FileData
 }
 
 // holders counts the descriptors of one pipe or socket in the tree.
@@ -132,8 +142,11 @@ func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]im
 	tables := make(map[int][]image.FD)
 	objs := make(map[int]shared)
 	pipes := make(map[uint64]*holders)
+	fifos := make(map[uint64]*holders)
 	sockets := make(map[uint64]*holders)
-	var pipeOrder, sockOrder []uint64
+	var pipeOrder, fifoOrder, sockOrder []uint64
+	type fileKey struct{ dev, ino uint64 }
+	seenFile := make(map[fileKey]bool)
 	var socks unixSockets
 	for _, t := range infos {
 		if t.tid != t.tgid {
@@ -153,6 +166,20 @@ func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]im
 			switch f.Kind {
 			case image.FilePipe:
 				m, order = pipes, &pipeOrder
+			case image.FileFifo:
+				m, order = fifos, &fifoOrder
+			case image.FileDeleted:
+				if !seenFile[fileKey{f.Dev, f.Ino}] {
+					seenFile[fileKey{f.Dev, f.Ino}] = true
+					fd, err := readFileData(t.tgid, int(f.Num), f.Path)
+					if err != nil {
+						return nil, nil, taskErr(t.tgid, fmt.Sprintf("read deleted file fd %d", f.Num), err)
+					}
+					o := objs[t.tgid]
+					o.Files = append(o.Files, *fd)
+					objs[t.tgid] = o
+				}
+				continue
 			case image.FileSocket:
 				m, order = sockets, &sockOrder
 			default:
@@ -164,26 +191,37 @@ func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]im
 				m[f.Ino] = h
 				*order = append(*order, f.Ino)
 			}
-			if f.Flags&syscall.O_ACCMODE == syscall.O_WRONLY {
+			switch f.Flags & syscall.O_ACCMODE {
+			case syscall.O_WRONLY:
 				h.writers++
-			} else {
+			case syscall.O_RDWR:
+				h.readers++
+				h.writers++
+			default:
 				h.readers++
 			}
 		}
 	}
 
-	for _, ino := range pipeOrder {
-		h := pipes[ino]
-		if h.readers == 0 || h.writers == 0 {
-			continue // leads outside the tree: see below
+	// A named pipe's bytes travel like a pipe's, in a PIPE record with its
+	// inode.
+	for _, kind := range []struct {
+		m     map[uint64]*holders
+		order []uint64
+	}{{pipes, pipeOrder}, {fifos, fifoOrder}} {
+		for _, ino := range kind.order {
+			h := kind.m[ino]
+			if h.readers == 0 || h.writers == 0 {
+				continue // leads outside the tree: see below
+			}
+			p, err := readPipe(h.first, h.fd, ino)
+			if err != nil {
+				return nil, nil, taskErr(h.first, fmt.Sprintf("read pipe fd %d", h.fd), err)
+			}
+			o := objs[h.first]
+			o.Pipes = append(o.Pipes, *p)
+			objs[h.first] = o
 		}
-		p, err := readPipe(h.first, h.fd, ino)
-		if err != nil {
-			return nil, nil, taskErr(h.first, fmt.Sprintf("read pipe fd %d", h.fd), err)
-		}
-		o := objs[h.first]
-		o.Pipes = append(o.Pipes, *p)
-		objs[h.first] = o
 	}
 
 	outside := make(map[uint64]string) // sockets leading outside, and what they are
@@ -221,9 +259,11 @@ func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]im
 	for tgid, fds := range tables {
 		for i, f := range fds {
 			var what string
-			switch h := pipes[f.Ino]; {
-			case f.Kind == image.FilePipe && (h.readers == 0 || h.writers == 0):
+			switch {
+			case f.Kind == image.FilePipe && (pipes[f.Ino].readers == 0 || pipes[f.Ino].writers == 0):
 				what = "a pipe (" + f.Path + ") whose other end is outside the tree"
+			case f.Kind == image.FileFifo && (fifos[f.Ino].readers == 0 || fifos[f.Ino].writers == 0):
+				what = "a named pipe (" + f.Path + ") whose other end is outside the tree"
 			case f.Kind == image.FileSocket && outside[f.Ino] != "":
 				what = outside[f.Ino]
 			default:

@@ -108,6 +108,11 @@ func (s *taskState) write(iw *image.Writer, tid int, pageSize int, files []image
 				return err
 			}
 		}
+		for i := range objs.Files {
+			if err := iw.WriteFileData(&objs.Files[i]); err != nil {
+				return err
+			}
+		}
 		for i := range objs.Sockets {
 			if err := iw.WriteSocket(&objs.Sockets[i]); err != nil {
 				return err

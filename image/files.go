@@ -25,6 +25,12 @@ const (
 	// FileSocket is an end of a unix socket pair of the tree, named by Ino
 	// (a SOCKET record's).
 	FileSocket = 7
+	// FileDeleted is a file no path names (deleted, or a memfd), named by
+	// Dev and Ino (a FILEDATA record's).
+	FileDeleted = 8
+	// FileFifo is an end of a named pipe: reopened by path, checked by
+	// device and inode, its bytes in the PIPE record of the same Ino.
+	FileFifo = 9
 )
 
 // MaxExtra caps the kind-specific words of one descriptor.
@@ -89,7 +95,7 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 		}
 		switch {
 		case d.err != nil:
-		case f.Kind < FileRegular || f.Kind > FileSocket:
+		case f.Kind < FileRegular || f.Kind > FileFifo:
 			d.failAt(off, ErrInvalid, "fd %d: unknown kind %d", f.Num, f.Kind)
 		case f.Kind == FileEventfd && len(f.Extra) != 2, f.Kind == FileEpoll && len(f.Extra)%3 != 0:
 			d.failAt(off, ErrInvalid, "fd %d: %d words of state do not fit its kind", f.Num, len(f.Extra))
@@ -97,7 +103,7 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 			d.failAt(off, ErrInvalid, "fd %d is beyond the limit %d", f.Num, MaxFDs)
 		case seen[f.Num]:
 			d.failAt(off, ErrDuplicate, "fd %d given twice", f.Num)
-		case (f.Kind == FileRegular || f.Kind == FileDevice) && (len(f.Path) == 0 || f.Path[0] != '/'):
+		case (f.Kind == FileRegular || f.Kind == FileDevice || f.Kind == FileFifo) && (len(f.Path) == 0 || f.Path[0] != '/'):
 			d.failAt(off, ErrInvalid, "fd %d: path %q is not absolute", f.Num, f.Path)
 		}
 		seen[f.Num] = true

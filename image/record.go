@@ -68,6 +68,8 @@ func recordName(typ uint32) string {
 		return "PIPE"
 	case RecSocket:
 		return "SOCKET"
+	case RecFileData:
+		return "FILEDATA"
 	case RecSigHand:
 		return "SIGHAND"
 	case RecSigState:

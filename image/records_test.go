@@ -63,7 +63,7 @@ func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
 		want error
 	}{
 		{"relative path", []FD{{Num: 1, Kind: FileRegular, Path: "x"}}, ErrInvalid},
-		{"unknown kind", []FD{{Num: 1, Kind: 9, Path: "/x"}}, ErrInvalid},
+		{"unknown kind", []FD{{Num: 1, Kind: 99, Path: "/x"}}, ErrInvalid},
 		{"fd twice", []FD{{Num: 3, Kind: FileDevice, Path: "/dev/null"}, {Num: 3, Kind: FileDevice, Path: "/dev/zero"}}, ErrDuplicate},
 	} {
 		if _, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, c.fds)); !errors.Is(err, c.want) {

@@ -42,3 +42,30 @@ func TestSocketRecord(t *testing.T) {
 		t.Error("a message over the cap decoded")
 	}
 }
+
+func TestFileDataRecord(t *testing.T) {
+	for _, f := range []*FileData{
+		{Dev: 1, Ino: 2, Mode: 0o600, Name: "/tmp/gone", Size: 10, Data: []byte("0123")},
+		{Dev: 1, Ino: 3, Mode: 0o777, Memfd: true, Seals: 8, Name: "buf", Size: 0, Data: []byte{}},
+	} {
+		got, err := decodeFileData(recHeader{typ: RecFileData}, appendFileData(nil, f))
+		if err != nil || got.Name != f.Name || got.Size != f.Size || string(got.Data) != string(f.Data) || got.Memfd != f.Memfd || got.Seals != f.Seals {
+			t.Errorf("FILEDATA round trip of %+v: %+v, %v", f, got, err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		f    FileData
+		want error
+	}{
+		{"data beyond size", FileData{Name: "/x", Size: 1, Data: []byte("ab")}, ErrInvalid},
+		{"mode", FileData{Name: "/x", Mode: 0o170000}, ErrInvalid},
+		{"relative path", FileData{Name: "x"}, ErrInvalid},
+		{"seals without memfd", FileData{Name: "/x", Seals: 1}, ErrInvalid},
+		{"huge", FileData{Name: "/x", Size: MaxFileData + 1}, ErrTooLarge},
+	} {
+		if _, err := decodeFileData(recHeader{typ: RecFileData}, appendFileData(nil, &c.f)); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package restart
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 
@@ -19,12 +20,23 @@ const reopenFlags = unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 // image saw (device and inode): writing to another would lose data. A pipe
 // end is opened through /proc from the pipe the restorer made for it; a
 // socket end is sent to the task (see setSockets).
-func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet, socks *socketSet) error {
+func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet, socks *socketSet, files *fileDataSet) error {
 	// Epoll instances last: their watches name the other descriptors.
 	var epolls, sockets []image.FD
 	var above uint32 // a number above every descriptor of the image
+	inImage := make(map[uint32]bool, len(fds))
 	for _, f := range fds {
 		above = max(above, f.Num+1)
+		inImage[f.Num] = true
+	}
+	// The seed came with stdin, stdout and stderr (the rest it closed): a
+	// process that had closed one of them must not find it open.
+	for n := range uint32(3) {
+		if !inImage[n] {
+			if _, err := p.syscall(unix.SYS_CLOSE, uint64(n)); err != nil && !errors.Is(err, unix.EBADF) {
+				return fmt.Errorf("close fd %d: %w", n, err)
+			}
+		}
 	}
 	for _, f := range fds {
 		switch f.Kind {
@@ -44,12 +56,15 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet, socks *socke
 			// Led outside the tree: /dev/null in its place, as asked.
 			f.Kind, f.Path = image.FileDevice, "/dev/null"
 		}
-		if f.Kind == image.FilePipe {
-			path, err := pipes.path(f)
-			if err != nil {
-				return fmt.Errorf("fd %d: %w", f.Num, err)
-			}
-			f.Path = path
+		var err error
+		switch f.Kind {
+		case image.FilePipe, image.FileFifo:
+			f.Path, err = pipes.path(f)
+		case image.FileDeleted:
+			f.Path, err = files.path(f)
+		}
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", f.Num, err)
 		}
 		if err := p.setFile(f, rsp); err != nil {
 			return fmt.Errorf("fd %d (%s): %w", f.Num, f.Path, err)
@@ -148,7 +163,7 @@ func (p *proc) setFile(f image.FD, rsp uint64) error {
 	if err := p.place(fd, f); err != nil {
 		return err
 	}
-	if f.Kind == image.FileRegular && f.Pos != 0 {
+	if (f.Kind == image.FileRegular || f.Kind == image.FileDeleted) && f.Pos != 0 {
 		if _, err := p.syscall(unix.SYS_LSEEK, uint64(f.Num), f.Pos, 0 /* SEEK_SET */); err != nil {
 			return fmt.Errorf("seek to %d: %w", f.Pos, err)
 		}
@@ -156,34 +171,62 @@ func (p *proc) setFile(f image.FD, rsp uint64) error {
 	return nil
 }
 
-// pipeSet holds the pipes a restore made, by their inode in the image,
-// until every task has opened its ends.
+// pipeSet holds the pipes and named pipes of a restore, by their inode in
+// the image, until every task has opened its ends. Each is made when a
+// descriptor first needs it: only then is it known whether the PIPE record
+// was a pipe's or a named pipe's.
 type pipeSet struct {
-	byIno map[uint64][2]*os.File // read end, write end
+	records map[uint64]*image.Pipe
+	byIno   map[uint64][2]*os.File // read end, write end
 }
 
-// add makes a pipe of the image's size and puts its buffered bytes back.
+// add keeps a PIPE record until its pipe is needed.
 func (s *pipeSet) add(p *image.Pipe) error {
-	if s.byIno == nil {
-		s.byIno = make(map[uint64][2]*os.File)
+	if s.records == nil {
+		s.records, s.byIno = make(map[uint64]*image.Pipe), make(map[uint64][2]*os.File)
 	}
-	if _, dup := s.byIno[p.Ino]; dup {
+	if _, dup := s.records[p.Ino]; dup {
 		return fmt.Errorf("pipe %d given twice", p.Ino)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
+	s.records[p.Ino] = p
+	return nil
+}
+
+// make makes the pipe of record p for descriptor f: a new pipe, or the
+// named pipe at f's path, which must still be the one the image saw. The
+// named pipe is held open for reading and writing, so that no task's open
+// of it waits for the other end. Its size and buffered bytes go back.
+func (s *pipeSet) make(p *image.Pipe, f image.FD) ([2]*os.File, error) {
+	var ends [2]*os.File
+	if f.Kind == image.FileFifo {
+		fifo, err := os.OpenFile(f.Path, os.O_RDWR|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return ends, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(fifo.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO ||
+			st.Dev != f.Dev || st.Ino != f.Ino {
+			fifo.Close()
+			return ends, fmt.Errorf("the named pipe was replaced since the checkpoint (inode %d, was %d)", st.Ino, f.Ino)
+		}
+		ends = [2]*os.File{fifo, fifo}
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return ends, err
+		}
+		ends = [2]*os.File{r, w}
 	}
-	s.byIno[p.Ino] = [2]*os.File{r, w}
+	s.byIno[p.Ino] = ends
 	if p.Size > 0 {
-		if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, int(p.Size)); err != nil {
-			return fmt.Errorf("pipe %d: size %d: %w", p.Ino, p.Size, err)
+		if _, err := unix.FcntlInt(ends[1].Fd(), unix.F_SETPIPE_SZ, int(p.Size)); err != nil {
+			return ends, fmt.Errorf("pipe %d: size %d: %w", p.Ino, p.Size, err)
 		}
 	}
-	if _, err := w.Write(p.Data); err != nil {
-		return fmt.Errorf("pipe %d: refill %d bytes: %w", p.Ino, len(p.Data), err)
+	if _, err := ends[1].Write(p.Data); err != nil {
+		return ends, fmt.Errorf("pipe %d: refill %d bytes: %w", p.Ino, len(p.Data), err)
 	}
-	return nil
+	return ends, nil
 }
 
 // path names the end f of a pipe so that a task can open it: the
@@ -191,7 +234,14 @@ func (s *pipeSet) add(p *image.Pipe) error {
 func (s *pipeSet) path(f image.FD) (string, error) {
 	ends, ok := s.byIno[f.Ino]
 	if !ok {
-		return "", fmt.Errorf("pipe %d has no PIPE record before it", f.Ino)
+		p, ok := s.records[f.Ino]
+		if !ok {
+			return "", fmt.Errorf("pipe %d has no PIPE record before it", f.Ino)
+		}
+		var err error
+		if ends, err = s.make(p, f); err != nil {
+			return "", err
+		}
 	}
 	end := ends[0]
 	if f.Flags&unix.O_ACCMODE == unix.O_WRONLY {
@@ -204,6 +254,8 @@ func (s *pipeSet) path(f image.FD) (string, error) {
 func (s *pipeSet) close() {
 	for _, ends := range s.byIno {
 		ends[0].Close()
-		ends[1].Close()
+		if ends[1] != ends[0] {
+			ends[1].Close()
+		}
 	}
 }

@@ -69,6 +69,7 @@ func Restore(r io.Reader, opt Options) (*Result, error) {
 	defer rs.pages.close()
 	defer rs.pipes.close()
 	defer rs.sockets.close()
+	defer rs.files.close()
 	res, err := rs.run()
 	if err != nil {
 		rs.teardown()
@@ -103,8 +104,9 @@ type restorer struct {
 	// seedCreds are the credentials every task is created with: a task
 	// whose image has the same needs no call to get them.
 	seedCreds *image.Creds
-	pipes     pipeSet   // the image's pipes, until the tasks have opened them
-	sockets   socketSet // the image's socket pairs, until the tasks have them
+	pipes     pipeSet     // the image's pipes, until the tasks have opened them
+	sockets   socketSet   // the image's socket pairs, until the tasks have them
+	files     fileDataSet // the image's deleted files and memfds, until the tasks have opened them
 }
 
 func (rs *restorer) run() (*Result, error) {

@@ -71,6 +71,14 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			if err := rs.pipes.add(pipe); err != nil {
 				return err
 			}
+		case image.RecFileData:
+			d, err := rs.ir.ReadFileData(rec)
+			if err != nil {
+				return err
+			}
+			if err := rs.files.add(d); err != nil {
+				return err
+			}
 		case image.RecSocket:
 			sock, err := rs.ir.ReadSocket(rec)
 			if err != nil {
@@ -158,7 +166,7 @@ func (rs *restorer) apply(p *proc, ts *image.TaskState, t *taskRecords, refresh 
 	if err := p.setSigHand(t.acts, rsp); err != nil {
 		return err
 	}
-	if err := p.setFiles(t.files, rsp, &rs.pipes, &rs.sockets); err != nil {
+	if err := p.setFiles(t.files, rsp, &rs.pipes, &rs.sockets, &rs.files); err != nil {
 		return err
 	}
 	if t.process != nil {
