@@ -2,9 +2,11 @@ package tests
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -65,4 +67,36 @@ func TestRestoreUnlinkedFilesAndFifo(t *testing.T) {
 	if err != nil || !strings.HasSuffix(link, " (deleted)") || !strings.HasPrefix(link, dir+"/") {
 		t.Errorf("restored fd 3 is %q (%v), want an unlinked file in %s", link, err, dir)
 	}
+}
+
+// TestSharedAnonymousMemoryRefused: memory two processes share through
+// MAP_SHARED|MAP_ANONYMOUS cannot be shared again after a restore, so the
+// checkpoint fails naming both pids, and leaves the tree running.
+func TestSharedAnonymousMemoryRefused(t *testing.T) {
+	requireEnv(t)
+	cmd := exec.Command("python3", "-c", `import mmap, os, sys, time
+m = mmap.mmap(-1, 4096)  # shared and anonymous
+if os.fork() == 0:
+    time.sleep(100)
+    os._exit(0)
+print("ready", flush=True)
+time.sleep(100)`)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { killTree(t, pid); cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("workload: %q, %v", buf, err)
+	}
+	r := ckptfs(t, "checkpoint", strconv.Itoa(pid), "-o", filepath.Join(t.TempDir(), "img"))
+	if r.code == 0 || !strings.Contains(string(r.stderr), fmt.Sprintf("is shared with pid %d", pid)) {
+		t.Errorf("checkpoint of memory shared by two processes: %s, want it refused naming pid %d", r, pid)
+	}
+	assertRunning(t, "after the refusal", subtree(pid))
 }
