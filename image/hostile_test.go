@@ -52,8 +52,11 @@ var hostile = []struct {
 		b[HeaderSize] = 'X'
 		return b
 	}, ErrMagic, "HEADER"},
+	{"version 1 (TREE entries without flags)", func() []byte {
+		return mutate(func(img *Image) { img.Header.Version = 1 })
+	}, ErrVersion, "HEADER"},
 	{"version", func() []byte {
-		return mutate(func(img *Image) { img.Header.Version = 2 })
+		return mutate(func(img *Image) { img.Header.Version = Version + 1 })
 	}, ErrVersion, "HEADER"},
 	{"arch", func() []byte {
 		return mutate(func(img *Image) { img.Header.Arch = 0x40000028 }) // arm
@@ -138,7 +141,7 @@ var hostile = []struct {
 
 	// TREE
 	{"huge nr_tasks", func() []byte { return withRecord(2, rawRecord(RecTree, 0xfffffff0)) }, ErrTooLarge, "TREE"},
-	{"nr_tasks beyond the record", func() []byte { return withRecord(2, rawRecord(RecTree, 1000, 1, 0, 1, 1, 1, 0)) }, ErrLength, "TREE"},
+	{"nr_tasks beyond the record", func() []byte { return withRecord(2, rawRecord(RecTree, 1000, 1, 0, 1, 1, 1, 0, 0)) }, ErrLength, "TREE"},
 	{"no tasks", func() []byte { return withRecord(2, rawRecord(RecTree, 0)) }, ErrInvalid, "TREE"},
 	{"undefined pid tag", func() []byte {
 		return mutate(func(img *Image) { img.Tree.Tasks[3].Pid = 10 })
@@ -190,6 +193,21 @@ var hostile = []struct {
 	{"ancestor pgid in container mode", func() []byte {
 		return mutateSimple(func(img *Image) { img.Tree.Tasks[1].PGid = TagAncestor })
 	}, ErrTag, "TREE"},
+	{"unknown task flags", func() []byte {
+		return mutate(func(img *Image) { img.Tree.Tasks[3].Flags = 1 << 7 })
+	}, ErrInvalid, "TREE"},
+	{"high task flags", func() []byte {
+		return mutate(func(img *Image) { img.Tree.Tasks[3].Flags = 0x80000000 | TaskSharesFiles })
+	}, ErrInvalid, "TREE"},
+	{"root sharing with its parent", func() []byte {
+		return mutate(func(img *Image) { img.Tree.Tasks[0].Flags = TaskSharesFiles })
+	}, ErrTree, "TREE"},
+	{"thread sharing with its parent", func() []byte {
+		return mutate(func(img *Image) { img.Tree.Tasks[2].Flags = TaskSharesFS })
+	}, ErrTree, "TREE"},
+	{"thread of the root sharing", func() []byte {
+		return mutateSimple(func(img *Image) { img.Tree.Tasks[2].Flags = TaskSharesFiles | TaskSharesFS })
+	}, ErrTree, "TREE"},
 	{"root sid in container mode", func() []byte {
 		return mutateSimple(func(img *Image) { img.Tree.Tasks[1].Sid = TagRoot })
 	}, ErrTag, "TREE"},
@@ -310,7 +328,7 @@ func TestWriterRefuses(t *testing.T) {
 	img.Tree.Tasks[4].PGid = 10
 	err := WriteImage(new(bytes.Buffer), img)
 	wantFormatErr(t, err, ErrTag, "TREE")
-	if got := err.Error(); got != "image: TREE at byte 370: task 4: pgid tag 10 is not defined" {
+	if got := err.Error(); got != "image: TREE at byte 386: task 4: pgid tag 10 is not defined" {
 		t.Errorf("message %q", got)
 	}
 }
@@ -329,7 +347,9 @@ func TestStandaloneHostile(t *testing.T) {
 		{"tree then bytes", append(bytes.Clone(secs[SecTree]), 0), ErrTrailing, "TREE"},
 		{"tree then pids", append(bytes.Clone(secs[SecTree]), secs[SecPids]...), ErrTrailing, "TREE"},
 		{"tree cut", secs[SecTree][:len(secs[SecTree])-1], ErrTruncated, "TREE"},
-		{"tree with a forward parent", rawRecord(RecTree, 2, 1, 0, 1, 1, 1, 0, 2, 3, 2, 2, 2, 0), ErrTree, "TREE"},
+		{"tree with a forward parent", rawRecord(RecTree, 2, 1, 0, 1, 1, 1, 0, 0, 2, 3, 2, 2, 2, 0, 0), ErrTree, "TREE"},
+		{"tree of version 1 (no flags word)", rawRecord(RecTree, 2, 1, 0, 1, 1, 1, 0, 2, 1, 2, 1, 1, 0), ErrLength, "TREE"},
+		{"tree with unknown flags", rawRecord(RecTree, 2, 1, 0, 1, 1, 1, 0, 0, 2, 1, 2, 1, 1, 0, 4), ErrInvalid, "TREE"},
 		{"tree with a task record type", rawRecord(RecTask, 1, 'S'), ErrMagic, "HEADER"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,11 @@
 // Nothing in this package touches the operating system.
 package image
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Record types. The numbers are part of the format: never renumber.
 const (
 	RecHeader = 1 // Header
@@ -33,8 +38,8 @@ const (
 const (
 	Magic       = "CKPTFS\x00\x01" // first 8 bytes of the HEADER payload
 	TailMagic   = "CKPTEND\x00"    // first 8 bytes of the TAIL payload
-	Version     = 1
-	HeaderSize  = 8 // bytes of a record header
+	Version     = 2                // 2: TREE entries carry a flags word (TaskFlags)
+	HeaderSize  = 8                // bytes of a record header
 	ArchX86_64  = 0xc000003e
 	MaxPidLevel = 32 // MAX_PID_NS_LEVEL: the kernel's nesting limit
 )
@@ -132,6 +137,50 @@ type Task struct {
 	// Depth is the task's namespace depth below the root's; it must equal
 	// the depth of its pid object.
 	Depth uint32
+	// Flags say what a process shares with its parent process. A thread
+	// shares everything with its leader and carries none; neither does the
+	// root, whose parent is outside the tree.
+	Flags TaskFlags
+}
+
+// TaskFlags say which of its parent's kernel objects a process shares, as
+// clone(2) made it share them: restart must create it the same way, by
+// that parent (or by a process sharing the same objects).
+type TaskFlags uint32
+
+const (
+	// TaskSharesFiles: the process and its parent share one descriptor
+	// table (CLONE_FILES): a descriptor one opens the other sees.
+	TaskSharesFiles TaskFlags = 1 << 0
+	// TaskSharesFS: they share one fs struct (CLONE_FS): working
+	// directory, root and umask.
+	TaskSharesFS TaskFlags = 1 << 1
+
+	// TaskFlagsKnown are the flags this version defines; others are
+	// refused.
+	TaskFlagsKnown = TaskSharesFiles | TaskSharesFS
+)
+
+// Names lists the flags by name ("files", "fs"), unknown bits as hex.
+func (f TaskFlags) Names() []string {
+	var out []string
+	if f&TaskSharesFiles != 0 {
+		out = append(out, "files")
+	}
+	if f&TaskSharesFS != 0 {
+		out = append(out, "fs")
+	}
+	if u := f &^ TaskFlagsKnown; u != 0 {
+		out = append(out, fmt.Sprintf("%#x", uint32(u)))
+	}
+	return out
+}
+
+func (f TaskFlags) String() string {
+	if f == 0 {
+		return "-"
+	}
+	return strings.Join(f.Names(), "+")
 }
 
 // Tree is the TREE section. Tasks[0] is the root; a parent always comes

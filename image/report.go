@@ -17,7 +17,8 @@ import (
 // A pid is shown by its numbers from the root's namespace down, so
 // "812/1/3" is 812 in the root's namespace, 1 a level deeper, 3 below that;
 // "anc" is TagAncestor, "root" TagRoot, and "#N" a tag that cannot be
-// resolved because the PIDS section is absent.
+// resolved because the PIDS section is absent. SHARES lists what a process
+// shares with its parent (TaskFlags): "files", "fs", "files+fs" or "-".
 func WriteText(w io.Writer, img *Image, s Sections) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "sections: %s\n", s)
@@ -66,7 +67,7 @@ func WriteText(w io.Writer, img *Image, s Sections) error {
 func writeTasks(tw *tabwriter.Writer, img *Image, s Sections) {
 	tasks := img.Tree.Tasks
 	fmt.Fprintf(tw, "\ntasks: %d\n", len(tasks))
-	fmt.Fprintf(tw, "  PID\tPPID\tPGID\tSID\tTGID\tSTATE\tCOMM\n")
+	fmt.Fprintf(tw, "  PID\tPPID\tPGID\tSID\tTGID\tSHARES\tSTATE\tCOMM\n")
 	ref := func(tag Tag) string { return textRef(img, s, tag) }
 
 	// A validated tree references only earlier tasks, so one pass builds
@@ -106,8 +107,8 @@ func writeTasks(tw *tabwriter.Writer, img *Image, s Sections) {
 		if depth > 0 {
 			comm = strings.Repeat("    ", depth-1) + " \\_ " + comm
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			ref(t.Pid), ref(t.PPid), ref(t.PGid), ref(t.Sid), ref(t.TGid), state, comm)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			ref(t.Pid), ref(t.PPid), ref(t.PGid), ref(t.Sid), ref(t.TGid), t.Flags, state, comm)
 		for _, c := range children[i] {
 			walk(c, depth+1)
 		}

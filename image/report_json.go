@@ -37,15 +37,16 @@ type (
 		NS      []Tag   `json:"ns"`
 	}
 	jsonTask struct {
-		Pid      any     `json:"pid"`
-		PPid     any     `json:"ppid"`
-		TGid     any     `json:"tgid"`
-		PGid     any     `json:"pgid"`
-		Sid      any     `json:"sid"`
-		Depth    uint32  `json:"depth"`
-		State    *string `json:"state,omitempty"`
-		ExitCode *int32  `json:"exit_code,omitempty"`
-		Comm     *string `json:"comm,omitempty"`
+		Pid      any      `json:"pid"`
+		PPid     any      `json:"ppid"`
+		TGid     any      `json:"tgid"`
+		PGid     any      `json:"pgid"`
+		Sid      any      `json:"sid"`
+		Depth    uint32   `json:"depth"`
+		Shares   []string `json:"shares,omitempty"`
+		State    *string  `json:"state,omitempty"`
+		ExitCode *int32   `json:"exit_code,omitempty"`
+		Comm     *string  `json:"comm,omitempty"`
 	}
 	jsonTag struct {
 		Tag Tag `json:"tag"`
@@ -59,14 +60,15 @@ type (
 //	            "xsave_features", "time", "kernel"},
 //	 "pidns": [{"tag", "parent", "level"}, ...],
 //	 "pids":  [{"tag", "numbers": [812, 1], "ns": [1, 2]}, ...],
-//	 "tasks": [{"pid", "ppid", "tgid", "pgid", "sid", "depth",
+//	 "tasks": [{"pid", "ppid", "tgid", "pgid", "sid", "depth", "shares",
 //	            "state", "exit_code", "comm"}, ...]}
 //
 // An absent section's key is left out, as are a task's state, exit_code and
 // comm without the TASK records. A pid reference is the pid's numbers from
 // the root's namespace down ([812, 1]); the root's ppid is null; a pgid or
 // sid may be "ancestor" or "root"; without PIDS every reference is
-// {"tag": N}.
+// {"tag": N}. "shares" lists what a process shares with its parent
+// ("files", "fs"), and is left out when it shares nothing.
 func WriteJSON(w io.Writer, img *Image, s Sections) error {
 	rep := jsonReport{Sections: strings.Split(s.String(), "+")}
 	if s == 0 {
@@ -109,7 +111,7 @@ func WriteJSON(w io.Writer, img *Image, s Sections) error {
 		rep.Tasks = make([]jsonTask, len(img.Tree.Tasks))
 		for i, t := range img.Tree.Tasks {
 			jt := jsonTask{Pid: ref(t.Pid), PPid: ref(t.PPid), TGid: ref(t.TGid),
-				PGid: ref(t.PGid), Sid: ref(t.Sid), Depth: t.Depth}
+				PGid: ref(t.PGid), Sid: ref(t.Sid), Depth: t.Depth, Shares: t.Flags.Names()}
 			if t.PPid == TagAncestor {
 				jt.PPid = nil // the root's parent is outside the tree
 			}

@@ -44,7 +44,8 @@ func simpleImage() *Image {
 // nestedImage: a subtree holding nested pid namespaces — namespaces 2 and 3
 // are siblings under the root's namespace 1, and 4 is inside 2 — threads
 // (one inside namespace 3), a dead process group leader (pid 9, no task),
-// a zombie, and pgids/sids inherited from above (TagRoot, TagAncestor).
+// a zombie, pgids/sids inherited from above (TagRoot, TagAncestor), and
+// processes sharing their parent's fs struct or descriptor table.
 func nestedImage() *Image {
 	return &Image{
 		Header: header(ModeSubtree),
@@ -64,11 +65,11 @@ func nestedImage() *Image {
 		},
 		Tree: Tree{Tasks: []Task{
 			{Pid: 1, PPid: TagAncestor, TGid: 1, PGid: TagRoot, Sid: TagRoot},
-			{Pid: 2, PPid: 1, TGid: 2, PGid: 9, Sid: TagRoot},
+			{Pid: 2, PPid: 1, TGid: 2, PGid: 9, Sid: TagRoot, Flags: TaskSharesFS},
 			{Pid: 3, PPid: 1, TGid: 2, PGid: 9, Sid: TagRoot},
 			{Pid: 4, PPid: 1, TGid: 4, PGid: 4, Sid: 4, Depth: 1},
 			{Pid: 5, PPid: 4, TGid: 5, PGid: 4, Sid: 4, Depth: 1},
-			{Pid: 6, PPid: 4, TGid: 6, PGid: 6, Sid: 6, Depth: 2},
+			{Pid: 6, PPid: 4, TGid: 6, PGid: 6, Sid: 6, Depth: 2, Flags: TaskSharesFiles | TaskSharesFS},
 			{Pid: 7, PPid: 1, TGid: 7, PGid: TagAncestor, Sid: TagAncestor, Depth: 1},
 			{Pid: 8, PPid: 1, TGid: 7, PGid: TagAncestor, Sid: TagAncestor, Depth: 1},
 		}},

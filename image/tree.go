@@ -1,16 +1,18 @@
 package image
 
 // treeEntrySize is the size of one TREE entry.
-const treeEntrySize = 24
+const treeEntrySize = 28
 
 // TREE payload (record type 102), little-endian:
 //
 //	u32 nr_tasks
 //	nr_tasks × { u32 pid tag, u32 ppid tag, u32 tgid tag,
-//	             u32 pgid tag, u32 sid tag, u32 depth }
+//	             u32 pgid tag, u32 sid tag, u32 depth, u32 flags }
 //
 // Tasks come parents before children and leaders before their threads;
-// Tasks[0] is the root, whose ppid is TagAncestor (0).
+// Tasks[0] is the root, whose ppid is TagAncestor (0). flags are TaskFlags
+// (format version 2; version 1 entries had no flags word): only a process
+// other than the root may carry them, and unknown bits are refused.
 func appendTree(b []byte, t *Tree) []byte {
 	start := len(b)
 	b = appendRecord(b, RecTree)
@@ -22,6 +24,7 @@ func appendTree(b []byte, t *Tree) []byte {
 		b = le.AppendUint32(b, uint32(task.PGid))
 		b = le.AppendUint32(b, uint32(task.Sid))
 		b = le.AppendUint32(b, task.Depth)
+		b = le.AppendUint32(b, uint32(task.Flags))
 	}
 	finishRecord(b, start)
 	return b
@@ -80,6 +83,7 @@ func decodeTree(h recHeader, payload []byte, ctx treeContext) (*Tree, error) {
 			PGid:  Tag(d.u32("pgid")),
 			Sid:   Tag(d.u32("sid")),
 			Depth: d.u32("depth"),
+			Flags: TaskFlags(d.u32("flags")),
 		}
 		if d.err != nil {
 			return nil, d.err
@@ -121,6 +125,10 @@ func checkTask(d *decoder, off int64, earlier []Task, task *Task, ctx treeContex
 		fail(ErrDuplicate, "pid tag %d already belongs to task %d", task.Pid, j)
 		return
 	}
+	if u := task.Flags &^ TaskFlagsKnown; u != 0 {
+		fail(ErrInvalid, "unknown flags %#x", uint32(u))
+		return
+	}
 	if task.Depth > MaxPidLevel {
 		fail(ErrNamespace, "depth %d exceeds the kernel's %d levels", task.Depth, MaxPidLevel)
 		return
@@ -153,6 +161,10 @@ func checkTask(d *decoder, off int64, earlier []Task, task *Task, ctx treeContex
 			return
 		}
 		leader = j
+		if task.Flags != 0 {
+			fail(ErrTree, "a thread carries flags %s: it shares everything with its leader task %d", task.Flags, j)
+			return
+		}
 	}
 
 	// The parent: outside the tree for the root (and its threads), an
@@ -166,6 +178,10 @@ func checkTask(d *decoder, off int64, earlier []Task, task *Task, ctx treeContex
 		}
 		if task.Depth != 0 {
 			fail(ErrNamespace, "the root task has depth %d, want 0 (namespace 1 is the root's)", task.Depth)
+			return
+		}
+		if task.Flags != 0 {
+			fail(ErrTree, "the root task carries flags %s, but its parent is outside the tree", task.Flags)
 			return
 		}
 	case task.PPid == TagAncestor:

@@ -28,15 +28,15 @@ const (
 
 // Record types and payload layouts used to build hostile inputs. The
 // contract fixes only the 8-byte record header; these follow image/ (PIDS
-// starts {nr_ns, nr_pids, nr_vpids}, TREE starts {nr_tasks} and has 24-byte
-// entries {pid, ppid, tgid, pgid, sid, depth}, TAIL holds a CRC32C of what
-// precedes it at payload offset 8). If they change, the hostile cases still
-// must fail; only the section a message names may differ.
+// starts {nr_ns, nr_pids, nr_vpids}, TREE starts {nr_tasks} and has 28-byte
+// entries {pid, ppid, tgid, pgid, sid, depth, flags}, TAIL holds a CRC32C of
+// what precedes it at payload offset 8). If they change, the hostile cases
+// still must fail; only the section a message names may differ.
 const (
 	recPids      = 101
 	recTree      = 102
 	recTail      = 9001
-	treeEntry    = 24
+	treeEntry    = 28
 	tailCRCOff   = 8 + 8  // record header + tail magic
 	tailCountOff = 8 + 16 // ... + crc + reserved
 )

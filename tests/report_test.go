@@ -36,15 +36,16 @@ type report struct {
 }
 
 type reportTask struct {
-	Pid      ref     `json:"pid"`
-	PPid     ref     `json:"ppid"`
-	TGid     ref     `json:"tgid"`
-	PGid     ref     `json:"pgid"`
-	Sid      ref     `json:"sid"`
-	Depth    int     `json:"depth"`
-	State    *string `json:"state"`
-	ExitCode *int    `json:"exit_code"`
-	Comm     *string `json:"comm"`
+	Pid      ref      `json:"pid"`
+	PPid     ref      `json:"ppid"`
+	TGid     ref      `json:"tgid"`
+	PGid     ref      `json:"pgid"`
+	Sid      ref      `json:"sid"`
+	Depth    int      `json:"depth"`
+	Shares   []string `json:"shares"` // "files", "fs": what it shares with its parent
+	State    *string  `json:"state"`
+	ExitCode *int     `json:"exit_code"`
+	Comm     *string  `json:"comm"`
 }
 
 // ref is a pid reference of a task: numbers from the root's namespace down,
