@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"fmt"
 
+	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
@@ -13,6 +14,8 @@ type taskInfo struct {
 	stat   *procfs.Stat
 	state  byte     // /proc state before the freeze
 	ns     []uint64 // pid namespace inodes from the root's level inwards
+	// shares: what this process shares with its parent (see sharing.go).
+	shares image.TaskFlags
 }
 
 // collect reads /proc for every task of the frozen tree. rootLevel is the
@@ -43,6 +46,9 @@ func collect(f *frozen) ([]*taskInfo, int, error) {
 			return nil, 0, taskErr(t.tid, "read pid namespaces", err)
 		}
 		infos = append(infos, info)
+	}
+	if err := findSharing(infos, f.held); err != nil {
+		return nil, 0, err
 	}
 	return infos, rootLevel, nil
 }

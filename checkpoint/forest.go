@@ -69,6 +69,9 @@ func (f *forest) build() (*image.Pids, *image.Tree, error) {
 			return nil, nil, taskErr(t.tid, "tree", fmt.Errorf("thread group leader %d is not in the subtree", t.tgid))
 		}
 		e.TGid = f.taskPid(leader)
+		if i > 0 && t.tid == t.tgid {
+			e.Flags = t.shares
+		}
 		var err error
 		if e.PGid, err = f.ref(t, "process group", t.status.NSpgid, root.status.NSpgid); err != nil {
 			return nil, nil, err
