@@ -139,9 +139,6 @@ type holders struct {
 // are read once. What leads outside the tree is refused, or replaced by
 // /dev/null if replace.
 func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]image.FD, map[int]shared, error) {
-	if err := checkSharedMemory(infos, held); err != nil {
-		return nil, nil, err
-	}
 	tables := make(map[int][]image.FD)
 	objs := make(map[int]shared)
 	pipes := make(map[uint64]*holders)

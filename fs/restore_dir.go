@@ -30,7 +30,7 @@ func (d *restoreDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.
 var _ = (gofs.NodeCreater)((*restoreDir)(nil))
 
 func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	allow, err := mayRestore(ctx)
+	opt, err := mayRestore(ctx)
 	if err != nil {
 		d.cfg.Logger.Printf("restore/%s: %v", name, err)
 		return nil, nil, 0, errno(err)
@@ -40,7 +40,7 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	if _, ok := d.files[name]; ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	f := newRestoreFile(d.cfg, name, allow)
+	f := newRestoreFile(d.cfg, name, opt)
 	if d.files == nil {
 		d.files = make(map[string]*restoreFile)
 	}

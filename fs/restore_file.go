@@ -69,25 +69,28 @@ const (
 // daemon's user namespace) may restore any image; any other caller only
 // images whose every task has the caller's uids and gids, groups it is in,
 // and no capability it lacks. The second case is checked per task as the
-// image arrives, before that task runs (the returned check); nil means
-// anything goes.
-func mayRestore(ctx context.Context) (func(*image.Creds) error, error) {
+// image arrives, before that task runs (the returned AllowCreds), and the
+// files the image names are opened with the caller's rights (As); empty
+// options mean anything goes.
+func mayRestore(ctx context.Context) (restart.Options, error) {
 	c, ok := callerOf(ctx)
 	if !ok {
-		return nil, fmt.Errorf("no caller: %w", syscall.EIO)
+		return restart.Options{}, fmt.Errorf("no caller: %w", syscall.EIO)
 	}
 	st, err := procfs.ReadStatus(c.Pid)
 	if err != nil {
-		return nil, err
+		return restart.Options{}, err
 	}
 	if st.CapEff&(1<<capSysAdmin|1<<capCheckpointRestore) != 0 {
-		return nil, nil
+		return restart.Options{}, nil
 	}
 	groups := map[uint32]bool{c.Gid: true}
+	as := &restart.Identity{Uid: c.Uid, Gid: c.Gid, CapEff: st.CapEff}
 	for _, g := range st.Groups {
 		groups[uint32(g)] = true
+		as.Groups = append(as.Groups, uint32(g))
 	}
-	return func(cr *image.Creds) error {
+	allow := func(cr *image.Creds) error {
 		for i := range cr.Uid {
 			if cr.Uid[i] != c.Uid || !groups[cr.Gid[i]] {
 				return fmt.Errorf("a task of the image runs as uid %d gid %d, and the restorer (uid %d) lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE: %w",
@@ -103,15 +106,16 @@ func mayRestore(ctx context.Context) (func(*image.Creds) error, error) {
 			return fmt.Errorf("a task of the image has capabilities %#x the restorer lacks: %w", extra, syscall.EPERM)
 		}
 		return nil
-	}, nil
+	}
+	return restart.Options{AllowCreds: allow, As: as}, nil
 }
 
 // newRestoreFile starts a restart that reads what is written to the file.
-func newRestoreFile(cfg *Config, name string, allow func(*image.Creds) error) *restoreFile {
+func newRestoreFile(cfg *Config, name string, opt restart.Options) *restoreFile {
 	pr, pw := io.Pipe()
 	f := &restoreFile{cfg: cfg, name: name, pipe: pw, result: make(chan restoreResult, 1), mtime: time.Now()}
 	go func() {
-		res, err := restart.Restore(pr, restart.Options{AllowCreds: allow})
+		res, err := restart.Restore(pr, opt)
 		if err == nil {
 			// A valid image ends at its tail: more bytes are an error.
 			if n, _ := pr.Read(make([]byte, 1)); n > 0 {

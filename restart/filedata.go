@@ -33,7 +33,7 @@ func (s *fileDataSet) add(d *image.FileData) error {
 
 // path names the file of descriptor f so that a task can open it: the
 // restorer's own descriptor of it, seen through /proc.
-func (s *fileDataSet) path(f image.FD) (string, error) {
+func (s *fileDataSet) path(f image.FD, g *gate) (string, error) {
 	key := [2]uint64{f.Dev, f.Ino}
 	file, ok := s.made[key]
 	if !ok {
@@ -42,7 +42,10 @@ func (s *fileDataSet) path(f image.FD) (string, error) {
 			return "", fmt.Errorf("deleted file %s has no FILEDATA record before it", f.Path)
 		}
 		var err error
-		if file, err = makeFile(d); err != nil {
+		// Made with the restoring user's rights: they may only create
+		// files where they could, owned as they could own them.
+		g.asCaller(func() { file, err = makeFile(d) })
+		if err != nil {
 			return "", fmt.Errorf("%s: %w", f.Path, err)
 		}
 		s.made[key] = file

@@ -16,11 +16,12 @@ import (
 const reopenFlags = unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 
 // setFiles opens every recorded descriptor again in the task, at its number,
-// with its flags and offset. A regular file must still be the one the
-// image saw (device and inode): writing to another would lose data. A pipe
-// end is opened through /proc from the pipe the restorer made for it; a
-// socket end is sent to the task (see setSockets).
-func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet, socks *socketSet, files *fileDataSet) error {
+// with its flags and offset. A file named by path is found by the gate: it
+// must still be the one the image saw (device and inode), for writing to
+// another would lose data, and the restoring user must be allowed to open
+// it. A pipe end is opened through /proc from the pipe the restorer made
+// for it; a socket end is sent to the task (see setSockets).
+func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, socks *socketSet, files *fileDataSet) error {
 	// Epoll instances last: their watches name the other descriptors.
 	var epolls, sockets []image.FD
 	var above uint32 // a number above every descriptor of the image
@@ -58,10 +59,20 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, pipes *pipeSet, socks *socke
 		}
 		var err error
 		switch f.Kind {
-		case image.FilePipe, image.FileFifo:
-			f.Path, err = pipes.path(f)
+		case image.FileRegular:
+			f.Path, err = g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino)
+		case image.FileDevice:
+			f.Path, err = g.open(f.Path, accessOf(f.Flags), 0, 0)
+		case image.FileFifo:
+			// The gate checks every descriptor's access, the first one's
+			// makes the pipe.
+			if _, err = g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino); err == nil {
+				f.Path, err = pipes.path(f, g)
+			}
+		case image.FilePipe:
+			f.Path, err = pipes.path(f, g)
 		case image.FileDeleted:
-			f.Path, err = files.path(f)
+			f.Path, err = files.path(f, g)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", f.Num, err)
@@ -141,16 +152,9 @@ func (p *proc) setEpoll(f image.FD, rsp uint64) error {
 	return nil
 }
 
+// setFile opens f.Path (the gate's, or the restorer's descriptor of a
+// pipe or unlinked file) in the task and puts it at its number and offset.
 func (p *proc) setFile(f image.FD, rsp uint64) error {
-	if f.Kind == image.FileRegular {
-		var st unix.Stat_t
-		if err := unix.Stat(f.Path, &st); err != nil {
-			return err
-		}
-		if st.Dev != f.Dev || st.Ino != f.Ino {
-			return fmt.Errorf("the file was replaced since the checkpoint (inode %d, was %d)", st.Ino, f.Ino)
-		}
-	}
 	var fd uint64
 	err := p.withStackArg(rsp, append([]byte(f.Path), 0), func(addr uint64) (err error) {
 		atFDCWD := int64(unix.AT_FDCWD)
@@ -196,10 +200,14 @@ func (s *pipeSet) add(p *image.Pipe) error {
 // named pipe at f's path, which must still be the one the image saw. The
 // named pipe is held open for reading and writing, so that no task's open
 // of it waits for the other end. Its size and buffered bytes go back.
-func (s *pipeSet) make(p *image.Pipe, f image.FD) ([2]*os.File, error) {
+func (s *pipeSet) make(p *image.Pipe, f image.FD, g *gate) ([2]*os.File, error) {
 	var ends [2]*os.File
 	if f.Kind == image.FileFifo {
-		fifo, err := os.OpenFile(f.Path, os.O_RDWR|unix.O_NONBLOCK, 0)
+		via, err := g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino)
+		if err != nil {
+			return ends, err
+		}
+		fifo, err := os.OpenFile(via, os.O_RDWR|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return ends, err
 		}
@@ -231,7 +239,7 @@ func (s *pipeSet) make(p *image.Pipe, f image.FD) ([2]*os.File, error) {
 
 // path names the end f of a pipe so that a task can open it: the
 // restorer's own descriptor, seen through /proc.
-func (s *pipeSet) path(f image.FD) (string, error) {
+func (s *pipeSet) path(f image.FD, g *gate) (string, error) {
 	ends, ok := s.byIno[f.Ino]
 	if !ok {
 		p, ok := s.records[f.Ino]
@@ -239,7 +247,7 @@ func (s *pipeSet) path(f image.FD) (string, error) {
 			return "", fmt.Errorf("pipe %d has no PIPE record before it", f.Ino)
 		}
 		var err error
-		if ends, err = s.make(p, f); err != nil {
+		if ends, err = s.make(p, f, g); err != nil {
 			return "", err
 		}
 	}

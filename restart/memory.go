@@ -63,14 +63,16 @@ type addrSpace struct {
 	scratch uint64
 	mem     *os.File
 	fds     map[fileKey]uint64 // files opened in the task while mapping
+	gate    *gate              // finds the mapped files
+	shmem   *shmemSet          // the shared anonymous memory of the restore
 }
 
-func newAddrSpace(p *proc, mm *image.MM) (*addrSpace, error) {
+func newAddrSpace(p *proc, mm *image.MM, g *gate, shmem *shmemSet) (*addrSpace, error) {
 	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", p.tid), os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &addrSpace{p: p, mm: mm, mem: mem}, nil
+	return &addrSpace{p: p, mm: mm, mem: mem, gate: g, shmem: shmem}, nil
 }
 
 func (a *addrSpace) close() { a.mem.Close() }
@@ -130,7 +132,7 @@ func (a *addrSpace) mapAll() error {
 	paths := uint64(scratchPaths)
 	for i := range a.mm.VMAs {
 		v := &a.mm.VMAs[i]
-		if !mapped(v) || v.Flags&image.VMAAnon != 0 {
+		if !mapped(v) || v.Flags&image.VMAAnon != 0 && !isSharedAnon(v) {
 			continue
 		}
 		key, err := a.fileKeyOf(v)
@@ -141,17 +143,17 @@ func (a *addrSpace) mapAll() error {
 			continue
 		}
 		a.fds[key] = 0
-		if paths+uint64(len(v.Path))+1 > scratchTable {
+		if paths+uint64(len(key.via))+1 > scratchTable {
 			return fmt.Errorf("the paths of the mapped files exceed %d bytes", scratchTable-scratchPaths)
 		}
-		if _, err := a.mem.WriteAt(append([]byte(v.Path), 0), int64(a.scratch+paths)); err != nil {
+		if _, err := a.mem.WriteAt(append([]byte(key.via), 0), int64(a.scratch+paths)); err != nil {
 			return err
 		}
 		atFDCWD := int64(unix.AT_FDCWD)
 		opens = append(opens, inject.Call{Nr: unix.SYS_OPENAT,
 			Args: [6]uint64{uint64(atFDCWD), a.scratch + paths, key.mode | unix.O_CLOEXEC}})
 		keys = append(keys, key)
-		paths += uint64(len(v.Path)) + 1
+		paths += uint64(len(key.via)) + 1
 	}
 	fds, err := a.batch(opens)
 	if err != nil {
@@ -167,7 +169,7 @@ func (a *addrSpace) mapAll() error {
 			continue
 		}
 		fd := ^uint64(0)
-		if v.Flags&image.VMAAnon == 0 {
+		if v.Flags&image.VMAAnon == 0 || isSharedAnon(v) {
 			key, _ := a.fileKeyOf(v)
 			fd = a.fds[key]
 		}
@@ -215,7 +217,7 @@ func mapFlags(v *image.VMA) uint64 {
 	if v.Flags&image.VMAGrowsDown != 0 {
 		flags |= unix.MAP_GROWSDOWN
 	}
-	if v.Flags&image.VMAAnon != 0 {
+	if v.Flags&image.VMAAnon != 0 && !isSharedAnon(v) {
 		flags |= unix.MAP_ANONYMOUS
 	}
 	return flags
@@ -226,6 +228,7 @@ type fileKey struct {
 	path     string
 	dev, ino uint64
 	mode     uint64
+	via      string // where the task opens it (the gate's)
 }
 
 // moveSpecials moves the seed's vDSO and vvar mappings to where the image
@@ -302,23 +305,23 @@ func (a *addrSpace) moveSpecials(cur []procfs.Mapping, used []span) error {
 // fileKeyOf names a mapping's file and how to open it, after checking that
 // the file at that path is still the one the image saw.
 func (a *addrSpace) fileKeyOf(v *image.VMA) (fileKey, error) {
+	if isSharedAnon(v) {
+		via, err := a.shmem.path(v)
+		return fileKey{"", v.Dev, v.Ino, unix.O_RDWR, via}, err
+	}
 	mode := uint64(unix.O_RDONLY)
 	if v.Flags&image.VMAShared != 0 && v.Prot&unix.PROT_WRITE != 0 {
 		mode = unix.O_RDWR
 	}
-	key := fileKey{v.Path, v.Dev, v.Ino, mode}
-	if _, ok := a.fds[key]; ok {
-		return key, nil
+	access := uint32(unix.R_OK)
+	if mode == unix.O_RDWR {
+		access |= unix.W_OK
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(v.Path, &st); err != nil {
-		return key, fmt.Errorf("mapped file %s: %w", v.Path, err)
+	via, err := a.gate.open(v.Path, access, v.Dev, v.Ino)
+	if err != nil {
+		return fileKey{}, fmt.Errorf("mapped file: %w", err)
 	}
-	if st.Dev != v.Dev || st.Ino != v.Ino {
-		return key, fmt.Errorf("mapped file %s is not the checkpointed one (device %#x inode %d, was %#x inode %d)",
-			v.Path, st.Dev, st.Ino, v.Dev, v.Ino)
-	}
-	return key, nil
+	return fileKey{v.Path, v.Dev, v.Ino, mode, via}, nil
 }
 
 // openInTask makes the task open path, and returns the fd.
@@ -362,9 +365,11 @@ func (a *addrSpace) finish() error {
 	le.PutUint32(buf[96:], uint32(8*len(m.Auxv)))
 	exeFd := ^uint64(0)
 	if m.Exe != "" {
-		if fd, err := a.openInTask(m.Exe, unix.O_RDONLY); err == nil {
-			exeFd = fd
-			defer a.p.syscall(unix.SYS_CLOSE, fd)
+		if via, err := a.gate.open(m.Exe, unix.R_OK, 0, 0); err == nil {
+			if fd, err := a.openInTask(via, unix.O_RDONLY); err == nil {
+				exeFd = fd
+				defer a.p.syscall(unix.SYS_CLOSE, fd)
+			}
 		}
 	}
 	le.PutUint32(buf[100:], uint32(exeFd))

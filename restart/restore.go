@@ -35,6 +35,9 @@ type Options struct {
 	// The filesystem uses it to let an unprivileged caller restore only
 	// its own processes.
 	AllowCreds func(*image.Creds) error
+	// As, when set, is an unprivileged caller: the files the image names
+	// are found and made with its rights, not the restorer's (see gate).
+	As *Identity
 }
 
 // Restore reads an image from r and restarts its tree. It returns once
@@ -65,11 +68,17 @@ func Restore(r io.Reader, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err // names itself: "restart: forest cannot be rebuilt: ..."
 	}
-	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller(), opt: opt}
+	g, err := newGate(opt.As)
+	if err != nil {
+		return nil, fmt.Errorf("restart: %w", err)
+	}
+	defer g.close()
+	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller(), opt: opt, gate: g}
 	defer rs.pages.close()
 	defer rs.pipes.close()
 	defer rs.sockets.close()
 	defer rs.files.close()
+	defer rs.shmem.close()
 	res, err := rs.run()
 	if err != nil {
 		rs.teardown()
@@ -107,6 +116,8 @@ type restorer struct {
 	pipes     pipeSet     // the image's pipes, until the tasks have opened them
 	sockets   socketSet   // the image's socket pairs, until the tasks have them
 	files     fileDataSet // the image's deleted files and memfds, until the tasks have opened them
+	gate      *gate       // finds what the image names by path
+	shmem     shmemSet    // the image's shared anonymous memory, until mapped
 }
 
 func (rs *restorer) run() (*Result, error) {

@@ -50,7 +50,7 @@ func (rs *restorer) task(p *proc, ts *image.TaskState) error {
 			if err != nil {
 				return err
 			}
-			if as, err = newAddrSpace(p, mm); err != nil {
+			if as, err = newAddrSpace(p, mm, rs.gate, &rs.shmem); err != nil {
 				return err
 			}
 			if err := as.prepare(); err != nil {
@@ -166,11 +166,22 @@ func (rs *restorer) apply(p *proc, ts *image.TaskState, t *taskRecords, refresh 
 	if err := p.setSigHand(t.acts, rsp); err != nil {
 		return err
 	}
-	if err := p.setFiles(t.files, rsp, &rs.pipes, &rs.sockets, &rs.files); err != nil {
+	if err := p.setFiles(t.files, rsp, rs.gate, &rs.pipes, &rs.sockets, &rs.files); err != nil {
 		return err
 	}
 	if t.process != nil {
-		if err := p.setProcess(t.process, rsp); err != nil {
+		// The working directory and root through the gate, like files.
+		pr := *t.process
+		var err error
+		if pr.Cwd, err = rs.gate.open(t.process.Cwd, unix.X_OK, 0, 0); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+		if pr.Root != "/" {
+			if pr.Root, err = rs.gate.open(t.process.Root, unix.X_OK, 0, 0); err != nil {
+				return fmt.Errorf("root directory: %w", err)
+			}
+		}
+		if err := p.setProcess(&pr, rsp); err != nil {
 			return err
 		}
 	}
