@@ -74,6 +74,7 @@ func Restore(r io.Reader, opt Options) (*Result, error) {
 	}
 	defer g.close()
 	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller(), opt: opt, gate: g}
+	rs.sockets.capped = opt.As != nil
 	defer rs.pages.close()
 	defer rs.pipes.close()
 	defer rs.sockets.close()

@@ -16,6 +16,9 @@ import (
 type socketSet struct {
 	byIno   map[uint64]int           // the restorer's descriptor of each end
 	waiting map[uint64]*image.Socket // an end whose peer's record is still to come
+	// capped: an unprivileged restore, whose buffer sizes stay within the
+	// system's limits (net.core.wmem_max, rmem_max) as its own would.
+	capped bool
 }
 
 // add takes one end's record; once both ends of a pair are known, the
@@ -53,7 +56,7 @@ func (s *socketSet) makePair(a, b *image.Socket) error {
 		fd, peer int
 	}{{a, fds[0], fds[1]}, {b, fds[1], fds[0]}}
 	for _, e := range ends {
-		if err := setBuffers(e.fd, e.rec); err != nil {
+		if err := setBuffers(e.fd, e.rec, s.capped); err != nil {
 			return fmt.Errorf("socket %d: %w", e.rec.Ino, err)
 		}
 	}
@@ -71,14 +74,18 @@ func (s *socketSet) makePair(a, b *image.Socket) error {
 }
 
 // setBuffers sets the buffer sizes the image recorded. The kernel reports
-// twice what was asked (its bookkeeping share), and FORCE lifts the
-// sysctl caps, as the original may have been given them by a privileged
-// owner.
-func setBuffers(fd int, rec *image.Socket) error {
+// twice what was asked (its bookkeeping share). Unless capped, FORCE lifts
+// the sysctl caps, as the original may have been given them by a
+// privileged owner.
+func setBuffers(fd int, rec *image.Socket, capped bool) error {
+	snd, rcv := unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE
+	if capped {
+		snd, rcv = unix.SO_SNDBUF, unix.SO_RCVBUF
+	}
 	for _, o := range []struct {
 		opt  int
 		size uint32
-	}{{unix.SO_SNDBUFFORCE, rec.SndBuf}, {unix.SO_RCVBUFFORCE, rec.RcvBuf}} {
+	}{{snd, rec.SndBuf}, {rcv, rec.RcvBuf}} {
 		if o.size == 0 {
 			continue
 		}
