@@ -106,12 +106,63 @@ func Snapshot(root *Process, mode image.Mode) (Forest, error) {
 		t.TGid = pidTags[p.Leader.pid]
 		t.PGid = tag(p.pgrp)
 		t.Sid = tag(p.session)
+		if i > 0 && p.Leader == p {
+			if p.SharesFiles(p.Parent) {
+				t.Flags |= image.TaskSharesFiles
+			}
+			if p.SharesFS(p.Parent) {
+				t.Flags |= image.TaskSharesFS
+			}
+		}
 		f.Tree.Tasks = append(f.Tree.Tasks, t)
 		if p.State == Zombie {
 			f.Zombies[t.Pid] = p.Status
 		}
 	}
+	if err := snapshotSharing(order, f.Tree.Tasks); err != nil {
+		return Forest{}, err
+	}
 	return f, nil
+}
+
+// snapshotSharing refuses, as a checkpoint does, the sharing of descriptor
+// tables and fs structs that the TREE flags cannot describe: a thread
+// holding its own, the root sharing with its parent outside the tree, and
+// processes sharing one that no chain of parents explains (see
+// checkpoint/sharing.go).
+func snapshotSharing(order []*Process, tasks []image.Task) error {
+	kinds := []struct {
+		name   string
+		flag   image.TaskFlags
+		shares func(p, q *Process) bool
+	}{{"descriptor table", image.TaskSharesFiles, (*Process).SharesFiles}, {"fs struct", image.TaskSharesFS, (*Process).SharesFS}}
+	root := order[0]
+	for _, k := range kinds {
+		var seen []*Process // living leaders so far
+		for i, p := range order {
+			switch {
+			case p.State != Alive:
+				continue
+			case p.Leader != p:
+				if !k.shares(p, p.Leader) {
+					return fmt.Errorf("snapshot: thread %s has a %s of its own", p, k.name)
+				}
+				continue
+			case i == 0:
+				if pp := root.Parent; pp != nil && k.shares(p, pp) {
+					return fmt.Errorf("snapshot: the root shares its %s with its parent %s, outside the tree", k.name, pp)
+				}
+			case tasks[i].Flags&k.flag == 0:
+				for _, q := range seen {
+					if k.shares(p, q) {
+						return fmt.Errorf("snapshot: %s shares its %s with %s, which is neither its parent nor sharing it through its parent", p, k.name, q)
+					}
+				}
+			}
+			seen = append(seen, p)
+		}
+	}
+	return nil
 }
 
 // Canonical renumbers a forest's tags and orders its tasks as Snapshot
@@ -211,6 +262,7 @@ func Canonical(f Forest) (Forest, error) {
 		nt.TGid = tag(t.TGid)
 		nt.PGid = tag(t.PGid)
 		nt.Sid = tag(t.Sid)
+		nt.Flags = t.Flags
 		out.Tree.Tasks = append(out.Tree.Tasks, nt)
 		if st, ok := f.Zombies[t.Pid]; ok {
 			out.Zombies[nt.Pid] = st
@@ -221,7 +273,8 @@ func Canonical(f Forest) (Forest, error) {
 
 // SameForest reports how b differs from a, nil if they are the same forest:
 // same pid numbers at every level and the same namespace shape, parents,
-// thread groups, groups, sessions and zombies.
+// thread groups, groups, sessions, zombies and what each process shares
+// with its parent.
 func SameForest(a, b Forest) error {
 	ca, err := Canonical(a)
 	if err != nil {
@@ -276,6 +329,9 @@ func (f Forest) String() string {
 	}
 	for _, t := range f.Tree.Tasks {
 		fmt.Fprintf(&b, "\npid %s ppid %s tgid %s pgid %s sid %s", pid(t.Pid), pid(t.PPid), pid(t.TGid), pid(t.PGid), pid(t.Sid))
+		if t.Flags != 0 {
+			fmt.Fprintf(&b, " shares %s", t.Flags)
+		}
 		if st, ok := f.Zombies[t.Pid]; ok {
 			fmt.Fprintf(&b, " zombie(%#x)", st)
 		}

@@ -38,6 +38,9 @@ import (
 //     the end. A task whose group cannot be named from its namespace or its
 //     parent's (an init of a nested namespace that inherited its group) is
 //     created while its creator is still in that group.
+//   - A process that shares its parent's descriptor table or fs struct is
+//     created with CLONE_FILES or CLONE_FS by a process holding the same
+//     one: its parent, or a sharer of it (see plan_sharing.go).
 //   - Threads are created by their leader with CLONE_THREAD.
 //   - At the end, ghosts and zombies exit, the latest created first, so that
 //     none of them has children left; ghosts are reaped by their parents,
@@ -76,6 +79,9 @@ type node struct {
 	depth    int // in the image tree
 	// leadsGroup: other processes are in the group named by its pid.
 	leadsGroup bool
+	// handsOn: a ghost's flags of what it shares with its creator, to
+	// hand on to a process it creates (see plan_sharing.go).
+	handsOn image.TaskFlags
 
 	// Decisions.
 	decided   bool
@@ -149,7 +155,8 @@ func MakePlan(in Forest) (*Plan, error) {
 	if err := pl.emit(); err != nil {
 		return nil, err
 	}
-	p := &Plan{Forest: in, Outer: pl.outer, Steps: pl.steps, ByTag: map[image.Tag]ProcID{}, Root: pl.root.id}
+	p := &Plan{Forest: in, Outer: pl.outer, Steps: pl.steps, ByTag: map[image.Tag]ProcID{}, Root: pl.root.id,
+		RestoredLater: restoredLater(&in.Tree)}
 	for _, n := range pl.nodes {
 		pr := Proc{Kind: n.kind, Tag: n.tag, NS: n.ns, Zombie: n.zombie, Status: n.status, Thread: n.thread}
 		for _, lv := range n.levels {
@@ -281,6 +288,10 @@ func (pl *planner) decideTask(x *node) error {
 	if pl.tryCreate(x, x.sid, false) {
 		return nil
 	}
+	if f := x.taskFlags(); f != 0 {
+		return fmt.Errorf("%s (session %s, parent %s in session %s): it shares its parent's %s, so only a process holding that can create it, and none of them can in its session",
+			x, pl.keyName(x.sid), x.parent, pl.keyName(x.parent.sid), sharesText(f))
+	}
 	return fmt.Errorf("%s (session %s, parent %s in session %s): no process of its session can create it and make it a child of %s",
 		x, pl.keyName(x.sid), x.parent, pl.keyName(x.parent.sid), x.parent)
 }
@@ -332,6 +343,16 @@ func (pl *planner) tryCreate(x *node, s image.Tag, any bool) bool {
 		if !m.decided || pl.dependsOn(m, x) {
 			continue
 		}
+		// x may share p's table or fs struct: m must hold it too. A ghost
+		// may take its creator's to hand them on.
+		handsOn := m.handsOn
+		if m.kind == KindGhost && !canShare(m, x) {
+			m.handsOn |= x.taskFlags()
+		}
+		if !canShare(m, x) {
+			m.handsOn = handsOn
+			continue
+		}
 		// CLONE_PARENT: m is p's child; refused for a namespace init.
 		if m.parent == p && m.kind != KindRestorer && !m.isInit && pl.fits(m, x) {
 			set(m, howCloneParent, m.sid, m.pgid)
@@ -339,16 +360,14 @@ func (pl *planner) tryCreate(x *node, s image.Tag, any bool) bool {
 			return true
 		}
 		// Placeholder: it lives in m's namespace and dies there.
-		if m.kind == KindRestorer || !pl.fitsNS(m.ns, x) {
-			continue
-		}
 		initReaper := p.isInit && p.ns == m.ns
-		if initReaper || pl.sameNSChain(m, p) {
+		if m.kind != KindRestorer && pl.fitsNS(m.ns, x) && (initReaper || pl.sameNSChain(m, p)) {
 			set(m, howPlaceholder, m.sid, m.pgid)
 			x.reaper, x.needSub = p, !initReaper
 			m.externals = append(m.externals, x)
 			return true
 		}
+		m.handsOn = handsOn
 	}
 	return false
 }

@@ -17,6 +17,8 @@ import (
 type CloneFlags uint64
 
 const (
+	CloneFS     CloneFlags = 0x00000200 // CLONE_FS
+	CloneFiles  CloneFlags = 0x00000400 // CLONE_FILES
 	CloneParent CloneFlags = 0x00008000 // CLONE_PARENT
 	CloneThread CloneFlags = 0x00010000 // CLONE_THREAD
 	CloneNewPID CloneFlags = 0x20000000 // CLONE_NEWPID
@@ -32,6 +34,8 @@ func (f CloneFlags) String() string {
 			s += name
 		}
 	}
+	add(CloneFS, "CLONE_FS")
+	add(CloneFiles, "CLONE_FILES")
 	add(CloneParent, "CLONE_PARENT")
 	add(CloneThread, "CLONE_THREAD")
 	add(CloneNewPID, "CLONE_NEWPID")
@@ -106,7 +110,16 @@ type Process struct {
 	Subreaper bool  // PR_SET_CHILD_SUBREAPER
 	children  []*Process
 	threads   []*Process
+	// files and fs are the descriptor table and fs struct the task holds,
+	// shared by clone with CLONE_FILES and CLONE_FS (a thread always
+	// shares its creator's, as the executor asks); nil once it exited.
+	files, fs *struct{ id int }
 }
+
+// SharesFiles and SharesFS report whether p and q hold the same descriptor
+// table or fs struct (two tasks that exited hold none).
+func (p *Process) SharesFiles(q *Process) bool { return p.files != nil && p.files == q.files }
+func (p *Process) SharesFS(q *Process) bool    { return p.fs != nil && p.fs == q.fs }
 
 // Nr is p's pid as seen from ns, 0 if not visible.
 func (p *Process) Nr(ns *Namespace) int32 { return p.pid.nrIn(ns) }
@@ -148,6 +161,7 @@ type Model struct {
 	Root  *Namespace
 	procs []*Process // every process ever created, reaped ones included
 	nss   []*Namespace
+	objs  int // descriptor tables and fs structs made
 }
 
 // NewModel returns a model holding one namespace and its init, pid 1, which
@@ -159,6 +173,7 @@ func NewModel() (*Model, *Process) {
 	init.pid = &pidObj{nums: []pidNum{{m.Root, 1}}}
 	init.Leader = init
 	init.pgrp, init.session = init.pid, init.pid
+	init.files, init.fs = m.newShared(), m.newShared()
 	m.Root.Init = init
 	m.Root.last = 1
 	m.procs = append(m.procs, init)
@@ -172,6 +187,12 @@ func (m *Model) newNS(parent *Namespace) *Namespace {
 	}
 	m.nss = append(m.nss, ns)
 	return ns
+}
+
+// newShared makes a descriptor table or fs struct.
+func (m *Model) newShared() *struct{ id int } {
+	m.objs++
+	return &struct{ id int }{m.objs}
 }
 
 // Processes lists every process not reaped, in creation order.
@@ -353,6 +374,14 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 		childNS = newNS
 	}
 	c := &Process{pid: &pidObj{nums: nums}, NS: childNS, pgrp: leader.pgrp, session: leader.session}
+	// copy_files, copy_fs: shared with the calling task, else a copy.
+	c.files, c.fs = m.newShared(), m.newShared()
+	if flags&(CloneFiles|CloneThread) != 0 {
+		c.files = actor.files
+	}
+	if flags&(CloneFS|CloneThread) != 0 {
+		c.fs = actor.fs
+	}
 	switch {
 	case flags&CloneThread != 0:
 		c.Leader = leader
@@ -462,7 +491,9 @@ func (m *Model) Exit(p *Process, status int32) error {
 	g := p.Leader
 	for _, t := range g.threads {
 		t.State = Reaped // a non-leader thread is released on exit
+		t.files, t.fs = nil, nil
 	}
+	g.files, g.fs = nil, nil // exit_files, exit_fs
 	g.threads = nil
 	if g.NS.Init == g {
 		// zap_pid_ns_processes: SIGKILL everything below and reap it.
@@ -488,6 +519,7 @@ func (m *Model) Exit(p *Process, status int32) error {
 // release removes q from the model, as release_task would.
 func (m *Model) release(q *Process) {
 	q.State = Reaped
+	q.files, q.fs = nil, nil
 	if q.Parent != nil {
 		ch := q.Parent.children[:0]
 		for _, c := range q.Parent.children {

@@ -17,6 +17,8 @@
 package restart
 
 import (
+	"fmt"
+
 	"github.com/ckptfs/ckptfs/image"
 )
 
@@ -117,7 +119,9 @@ type Step interface {
 	ActorID() ProcID
 }
 
-// Clone: the actor creates Child with clone3.
+// Clone: the actor creates Child with clone3. Flags may hold CLONE_FILES
+// and CLONE_FS when the child shares the actor's descriptor table or fs
+// struct (see plan_sharing.go).
 //
 // NS is the child's namespace. With CloneNewPID it is the new namespace, whose
 // parent is the actor's own namespace. Otherwise, if NS is not the actor's
@@ -211,4 +215,23 @@ type Plan struct {
 	ByTag map[image.Tag]ProcID
 	// Root is the root task.
 	Root ProcID
+	// RestoredLater maps each process whose descriptor table or fs struct
+	// (image.TaskSharesFiles, TaskSharesFS) a later process of TREE order
+	// shares to those flags: its own records must not put them back, the
+	// last sharer's do, once every sharer's memory is in place.
+	RestoredLater map[image.Tag]image.TaskFlags
+}
+
+// CheckZombie refuses a task the image turns out to make a zombie (its
+// TASK record says so, after the plan was made) that was planned to share
+// its parent's descriptor table or fs struct: a zombie holds none, and as
+// the last sharer it would leave them unrestored.
+func (p *Plan) CheckZombie(tag image.Tag) error {
+	for _, t := range p.Forest.Tree.Tasks {
+		if t.Pid == tag && t.Flags != 0 {
+			return fmt.Errorf("%w: zombie %s shares its parent's %s, which a zombie does not hold",
+				ErrRefused, p.ProcName(p.ByTag[tag]), sharesText(t.Flags))
+		}
+	}
+	return nil
 }

@@ -195,7 +195,7 @@ func (pl *planner) create(x *node) error {
 	if !c.created || c.exited {
 		return fmt.Errorf("%w: %s: its creator %s does not exist yet", ErrRefused, x, c)
 	}
-	var flags CloneFlags
+	flags := cloneShares(x.taskFlags() | x.handsOn)
 	if x.isInit {
 		flags |= CloneNewPID
 	}
@@ -215,7 +215,8 @@ func (pl *planner) create(x *node) error {
 			pl.free[lv.NS]++
 		}
 		pl.nodes = append(pl.nodes, h)
-		pl.add(Clone{Actor: c.id, Child: h.id, NS: h.ns, SetTid: setTid(h.levels)})
+		// The placeholder holds what x must share, to hand it on.
+		pl.add(Clone{Actor: c.id, Child: h.id, Flags: cloneShares(x.taskFlags()), NS: h.ns, SetTid: setTid(h.levels)})
 		pl.add(Clone{Actor: h.id, Child: x.id, Flags: flags, NS: x.ns, SetTid: setTid(x.levels)})
 		if x.needSub {
 			pl.add(Subreaper{Actor: x.reaper.id, On: true})

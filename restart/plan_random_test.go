@@ -1,6 +1,7 @@
 package restart
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -8,9 +9,12 @@ import (
 )
 
 // TestPlanRandom grows random forests on the model by the system calls a
-// real tree uses (fork, clone with CLONE_NEWPID or CLONE_PARENT, threads,
-// setsid, setpgid, exit with or without reaping, child subreapers), then
-// checkpoints, plans, executes and compares each one.
+// real tree uses (fork, clone with CLONE_NEWPID or CLONE_PARENT, clone
+// sharing the descriptor table or fs struct, threads, setsid, setpgid, exit
+// with or without reaping, child subreapers), then checkpoints, plans,
+// executes and compares each one. Sharing a checkpoint refuses (no parent
+// explains it) is skipped, and so is sharing that only a dead session
+// leader could hand on, which MakePlan refuses.
 //
 // The generator avoids one thing: a namespace init never exits while its
 // namespace holds another task, since the kernel would kill them all, and
@@ -21,11 +25,31 @@ func TestPlanRandom(t *testing.T) {
 	if testing.Short() {
 		seeds = 300
 	}
-	for seed := range seeds {
+	var sharing, unshareable, refused, tested int
+	var byParent, byPlaceholder int // sharing handed on by another creator
+	for seed := 0; tested < seeds; seed++ {
 		var log strings.Builder
 		w := randomWorld(t, uint64(seed), &log)
-		f := w.forest()
+		f, err := Snapshot(w.root, w.mode)
+		if err != nil {
+			// A checkpoint refuses sharing that no parent explains.
+			if !strings.Contains(err.Error(), "which is neither its parent nor sharing it through its parent") {
+				t.Fatalf("seed %d: %v\nops:\n%s", seed, err, log.String())
+			}
+			unshareable++
+			continue
+		}
+		shares := false
+		for _, task := range f.Tree.Tasks {
+			shares = shares || task.Flags != 0
+		}
 		p, err := MakePlan(f)
+		if err != nil && shares && errors.Is(err, ErrRefused) && strings.Contains(err.Error(), "so only a process holding that can create it") {
+			// Shared with its parent, but only a ghost of its session
+			// could create it (see TestPlanSharingRefused).
+			refused++
+			continue
+		}
 		if err == nil {
 			var out Forest
 			if out, err = Execute(p); err == nil {
@@ -35,6 +59,26 @@ func TestPlanRandom(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: %v\nops:\n%s\nforest:\n%v", seed, err, log.String(), f)
 		}
+		tested++
+		if !shares {
+			continue
+		}
+		sharing++
+		for _, st := range p.Steps {
+			if c, ok := st.(Clone); ok && c.Flags&(CloneFiles|CloneFS) != 0 {
+				switch {
+				case c.Flags&CloneParent != 0:
+					byParent++
+				case p.Procs[c.Actor].Kind == KindPlaceholder:
+					byPlaceholder++
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d forests share tables or fs structs (%d handed on with CLONE_PARENT, %d through placeholders); checkpoint would refuse %d more, MakePlan refused %d",
+		sharing, seeds, byParent, byPlaceholder, unshareable, refused)
+	if sharing < seeds/10 {
+		t.Errorf("only %d forests with sharing were rebuilt", sharing)
 	}
 }
 
@@ -53,6 +97,7 @@ func randomWorld(t testing.TB, seed uint64, log *strings.Builder) *world {
 	m := w.m
 	fmt.Fprintf(log, "%s mode\n", w.mode)
 	statuses := []int32{0, 1 << 8, 2 << 8, 9, 15, 0x86}
+	shares := []CloneFlags{CloneFiles, CloneFS, CloneFiles | CloneFS}
 	nops := 5 + r.IntN(40)
 	for range nops {
 		live := w.live()
@@ -61,13 +106,21 @@ func randomWorld(t testing.TB, seed uint64, log *strings.Builder) *world {
 		var err error
 		var what string
 		switch {
-		case op < 28:
+		case op < 22:
 			_, err = m.Clone(p, 0, nil, nil)
 			what = "fork"
+		case op < 28:
+			flags := shares[r.IntN(len(shares))]
+			_, err = m.Clone(p, flags, nil, nil)
+			what = "clone " + flags.String()
 		case op < 34:
 			if p.NS.Level < 4 {
-				_, err = m.Clone(p, CloneNewPID, nil, nil)
-				what = "clone NEWPID"
+				flags := CloneNewPID
+				if r.IntN(2) == 0 {
+					flags |= shares[r.IntN(len(shares))]
+				}
+				_, err = m.Clone(p, flags, nil, nil)
+				what = "clone " + flags.String()
 			}
 		case op < 39:
 			_, err = m.Clone(p, CloneThread, nil, nil)
@@ -122,8 +175,16 @@ func randomWorld(t testing.TB, seed uint64, log *strings.Builder) *world {
 			err = m.SetSubreaper(p, true)
 			what = "subreaper"
 		default:
-			_, err = m.Clone(p, 0, nil, nil)
-			what = "fork"
+			if p == w.root || r.IntN(3) != 0 {
+				_, err = m.Clone(p, 0, nil, nil)
+				what = "fork"
+				break
+			}
+			// A sibling that shares its creator's: what its parent holds
+			// only if the creator shares that with the parent.
+			flags := CloneParent | shares[r.IntN(len(shares))]
+			_, err = m.Clone(p, flags, nil, nil)
+			what = "clone " + flags.String()
 		}
 		if what != "" {
 			fmt.Fprintf(log, "  %v %s: %v\n", p.NSpid(), what, err)

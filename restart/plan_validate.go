@@ -129,10 +129,16 @@ func (pl *planner) load() error {
 			}
 		}
 		n.sid, n.pgid = outerKey(t.Sid), outerKey(t.PGid)
+		if u := t.Flags &^ image.TaskFlagsKnown; u != 0 {
+			r.add("%s: unknown flags %#x", n, uint32(u))
+		}
 		if i == 0 {
 			pl.root = n
 			if t.PPid != image.TagAncestor || t.TGid != t.Pid {
 				r.add("%s: the root must have parent 0 and lead its thread group", n)
+			}
+			if t.Flags != 0 {
+				r.add("%s: the root cannot share its parent's %s: its parent is outside the tree", n, sharesText(t.Flags))
 			}
 			continue
 		}
@@ -149,6 +155,9 @@ func (pl *planner) load() error {
 			}
 			if n.ns != l.ns || n.isInit {
 				r.add("%s: a thread must live in its leader %s's namespace and not be its init", n, l)
+			}
+			if t.Flags != 0 {
+				r.add("%s: a thread shares everything with its leader %s and carries no flags (%s)", n, l, t.Flags)
 			}
 			continue
 		}
@@ -186,6 +195,8 @@ func (pl *planner) load() error {
 			r.add("%s: a zombie has children (%s)", z, z.children[0])
 		case len(z.threads) > 0:
 			r.add("%s: a zombie has live threads (%s)", z, z.threads[0])
+		case z.task.Flags != 0:
+			r.add("%s: a zombie holds no %s to share with its parent", z, sharesText(z.task.Flags))
 		}
 	}
 

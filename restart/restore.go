@@ -196,6 +196,9 @@ func (rs *restorer) tasks() error {
 		}
 		p := rs.ex.procs[id]
 		if ts.State == 'Z' {
+			if err := rs.plan.CheckZombie(ts.Pid); err != nil {
+				return err
+			}
 			err := rs.tr.Do(func() error {
 				// Its memory is still the seed's: name it from there.
 				if err := p.setComm(ts.Comm, p.inj.Saved.Rsp, false); err != nil {

@@ -166,22 +166,30 @@ func (rs *restorer) apply(p *proc, ts *image.TaskState, t *taskRecords, refresh 
 	if err := p.setSigHand(t.acts, rsp); err != nil {
 		return err
 	}
-	if err := p.setFiles(t.files, rsp, rs.gate, &rs.pipes, &rs.sockets, &rs.files); err != nil {
-		return err
+	// A descriptor table or fs struct shared with a thread or another
+	// process is put back once (see putsBack).
+	puts := rs.putsBack(ts.Pid)
+	if puts&image.TaskSharesFiles != 0 {
+		if err := p.setFiles(t.files, rsp, rs.gate, &rs.pipes, &rs.sockets, &rs.files); err != nil {
+			return err
+		}
 	}
 	if t.process != nil {
 		// The working directory and root through the gate, like files.
 		pr := *t.process
+		withFS := puts&image.TaskSharesFS != 0
 		var err error
-		if pr.Cwd, err = rs.gate.open(t.process.Cwd, unix.X_OK, 0, 0); err != nil {
-			return fmt.Errorf("working directory: %w", err)
+		if withFS {
+			if pr.Cwd, err = rs.gate.open(t.process.Cwd, unix.X_OK, 0, 0); err != nil {
+				return fmt.Errorf("working directory: %w", err)
+			}
 		}
-		if pr.Root != "/" {
+		if withFS && pr.Root != "/" {
 			if pr.Root, err = rs.gate.open(t.process.Root, unix.X_OK, 0, 0); err != nil {
 				return fmt.Errorf("root directory: %w", err)
 			}
 		}
-		if err := p.setProcess(&pr, rsp); err != nil {
+		if err := p.setProcess(&pr, rsp, withFS); err != nil {
 			return err
 		}
 	}
