@@ -50,6 +50,11 @@ func findSharing(infos []*taskInfo, held map[int]int) error {
 		return nil
 	}
 	root := infos[0]
+	if _, err := kcmp.Compare(kcmp.Files, root.tid, root.tid); errors.Is(err, unix.ENOSYS) {
+		// A kernel without CONFIG_KCMP cannot tell; the tree is taken as
+		// sharing nothing between processes, as before kcmp was used.
+		return nil
+	}
 	for _, k := range shareKinds {
 		for _, t := range infos {
 			if t.tid == t.tgid || byTid[t.tid] == nil || byTid[t.tgid] == nil {
