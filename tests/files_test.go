@@ -19,51 +19,17 @@ import (
 func TestRestoreUnlinkedFilesAndFifo(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t)
-	bin := filepath.Join(t.TempDir(), "files")
-	mustRun(t, "gcc", "-O2", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "files.c"))
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report")
-	cmd := exec.Command(bin, report, dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() { killTree(t, pid); cmd.Process.Kill(); cmd.Wait() })
-	waitLines(t, report, 5)
-
-	img := filepath.Join(t.TempDir(), "img")
-	checkpointTo(t, m, pid, img)
-	before := reportLines(t, report)
-	killTree(t, pid)
-	cmd.Process.Kill()
-	cmd.Wait()
+	w := startLogWorkload(t, exec.Command(buildWorkload(t, "files"), report, dir), report)
+	before, after := w.cutAndRestore(t, m, "files", 10)
 	const good = "deleted=ok memfd=ok fifo=ok closed=ok"
 	if l := before[len(before)-1]; !strings.HasSuffix(l, good) {
 		t.Fatalf("before the cut: %q", l)
 	}
-
-	out, r := restoreFile(t, m, img, "files")
-	if r.code != 0 || out.Root != pid {
-		t.Fatalf("restore: %s\noutcome %+v", r, out)
-	}
-	waitLines(t, report, len(before)+10)
-	after := reportLines(t, report)[len(before):]
-	prev := 0
-	for _, l := range after {
-		if !strings.HasPrefix(l, fmt.Sprintf("pid=%d ", pid)) || !strings.HasSuffix(l, good) {
-			t.Errorf("after restore: %q", l)
-		}
-		if n := lineCount(t, l); n <= prev {
-			t.Errorf("count went from %d to %d after restore", prev, n)
-		} else {
-			prev = n
-		}
-	}
-	if first, last := lineCount(t, after[0]), lineCount(t, after[len(after)-1]); last-first < 50 {
-		t.Errorf("the reader took %d items in %d reports after restore", last-first, len(after))
-	}
+	checkResumed(t, w.pid, after, good)
 	// The deleted file is a file of its own again, still without a name.
-	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", pid))
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", w.pid))
 	if err != nil || !strings.HasSuffix(link, " (deleted)") || !strings.HasPrefix(link, dir+"/") {
 		t.Errorf("restored fd 3 is %q (%v), want an unlinked file in %s", link, err, dir)
 	}
@@ -89,32 +55,15 @@ while True:
     n += 1
     struct.pack_into("Q", m, 0, n)
     time.sleep(0.005)`, report)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() { killTree(t, pid); cmd.Process.Kill(); cmd.Wait() })
-	waitLines(t, report, 5)
-	img := filepath.Join(t.TempDir(), "img")
-	checkpointTo(t, m, pid, img)
-	killTree(t, pid)
-	cmd.Process.Kill()
-	cmd.Wait()
-	seen := len(reportLines(t, report))
-
-	out, r := restoreFile(t, m, img, "shared")
-	if r.code != 0 || out.Root != pid {
-		t.Fatalf("restore: %s\noutcome %+v", r, out)
-	}
-	waitLines(t, report, seen+10)
-	after := reportLines(t, report)[seen:]
+	w := startLogWorkload(t, cmd, report)
+	_, after := w.cutAndRestore(t, m, "shared", 10)
 	first, last := lineCount(t, after[0]), lineCount(t, after[len(after)-1])
 	if last <= first {
 		t.Errorf("the child saw the shared count go from %d to %d after restore: the page is not shared", first, last)
 	}
 	// And a checkpoint of the restored tree works: its memory is shared
 	// anonymous memory again.
-	checkpointTo(t, m, pid, filepath.Join(t.TempDir(), "again"))
+	checkpointTo(t, m, w.pid, filepath.Join(t.TempDir(), "again"))
 }
 
 // TestRestoreOpensAsCaller: an unprivileged restore opens the files the

@@ -20,15 +20,9 @@ import (
 func TestRestoreSharedTables(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t)
-	bin := filepath.Join(t.TempDir(), "sharing")
-	mustRun(t, "gcc", "-O2", "-o", bin, filepath.Join(env.modRoot, "tests", "workload", "sharing.c"))
 	file := filepath.Join(t.TempDir(), "report")
-	cmd := exec.Command(bin, file)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() { killTree(t, pid); cmd.Process.Kill(); cmd.Wait() })
+	w := startLogWorkload(t, exec.Command(buildWorkload(t, "sharing"), file), file)
+	pid, cmd := w.pid, w.cmd
 	roles := []string{"parent", "child", "grandchild", "other"}
 	before := waitRoles(t, file, roles, 0)
 	pids := map[string]int{}
