@@ -66,9 +66,13 @@ func freeze(root int, opt *Options) (_ *frozen, err error) {
 // cannot change either.
 func (f *frozen) stop(root int, fresh []taskRef, opt *Options) error {
 	// Vet every task before touching any: a tree holding the reader or
-	// ckptfs itself is refused without stopping a single task of it.
+	// ckptfs itself, or a task another tracer holds, is refused without
+	// stopping a single task of it.
 	for _, t := range fresh {
 		if err := opt.allow(t.tgid, t.tid); err != nil {
+			return err
+		}
+		if err := notTraced(t); err != nil {
 			return err
 		}
 	}
@@ -133,10 +137,33 @@ func (f *frozen) stop(root int, fresh []taskRef, opt *Options) error {
 	return nil
 }
 
-// tracedOrDenied explains an EPERM from PTRACE_SEIZE.
+// notTraced refuses a task that another tracer (a debugger, strace)
+// holds: PTRACE_SEIZE would fail on it, and the tracer could change it
+// behind our back. A zombie is never seized, so its tracer does not matter.
+// A tracer in a pid namespace we cannot see shows as 0: the seize's EPERM
+// then speaks for it.
+func notTraced(t taskRef) error {
+	st, err := procfs.ReadTaskStatus(t.tgid, t.tid)
+	switch {
+	case gone(err):
+		return nil // exited: the next walk decides
+	case err != nil:
+		return taskErr(t.tid, "read status", err)
+	case st.TracerPid != 0 && st.State != 'Z' && st.State != 'X':
+		return taskErr(t.tid, "freeze", tracedBy(st.TracerPid))
+	}
+	return nil
+}
+
+func tracedBy(tracer int) error {
+	return fmt.Errorf("traced by pid %d: %w", tracer, ErrTraced)
+}
+
+// tracedOrDenied explains an EPERM from PTRACE_SEIZE: a tracer came after
+// the vetting, or ptrace is denied.
 func tracedOrDenied(t taskRef) error {
 	if st, err := procfs.ReadTaskStatus(t.tgid, t.tid); err == nil && st.TracerPid != 0 {
-		return fmt.Errorf("%w by pid %d", ErrTraced, st.TracerPid)
+		return tracedBy(st.TracerPid)
 	}
 	return fmt.Errorf("%w: ptrace refused", ErrAccess)
 }
