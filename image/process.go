@@ -9,7 +9,7 @@ type Process struct {
 	Cwd, Root   string
 	Umask       uint32
 	Personality uint32
-	Nice        int32
+	Nice        int32 // the leader's; every thread's own is in its THREADATTR record
 	OOMScoreAdj int32
 	NoNewPrivs  bool
 	Subreaper   bool

@@ -52,6 +52,8 @@ func recordName(typ uint32) string {
 		return "PROCESS"
 	case RecCreds:
 		return "CREDS"
+	case RecRLimits:
+		return "RLIMITS"
 	case RecRegs:
 		return "REGS"
 	case RecMM:
@@ -62,6 +64,8 @@ func recordName(typ uint32) string {
 		return "RSEQ"
 	case RecThread:
 		return "THREAD"
+	case RecThreadAttr:
+		return "THREADATTR"
 	case RecFiles:
 		return "FILES"
 	case RecPipe:
