@@ -65,3 +65,56 @@ func readProcess(t *taskInfo, inj *inject.Task) (*image.Process, error) {
 	p.Subreaper = binary.LittleEndian.Uint32(b) != 0
 	return p, nil
 }
+
+// readRLimits reads a process's resource limits from /proc/<pid>/limits:
+// prlimit(2) on another process needs CAP_SYS_RESOURCE unless the ids
+// match, the file does not.
+func readRLimits(t *taskInfo) ([]image.RLimit, error) {
+	lims, err := procfs.ReadLimits(t.tgid)
+	if err != nil {
+		return nil, fmt.Errorf("resource limits: %w", err)
+	}
+	out := make([]image.RLimit, len(lims))
+	for i, l := range lims {
+		out[i] = image.RLimit{Cur: l.Soft, Max: l.Hard}
+	}
+	return out, nil
+}
+
+// readThreadAttr reads a thread's scheduling policy, real-time priority
+// and reset-on-fork flag (sched_getattr, which any task may ask of any
+// other, and which unlike the stat file shows the flag), its nice value
+// (its own stat, read at collect) and its parent-death signal, which only
+// the thread itself can tell (PR_GET_PDEATHSIG).
+func readThreadAttr(t *taskInfo, inj *inject.Task) (*image.ThreadAttr, error) {
+	sa, err := unix.SchedGetAttr(t.tid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sched_getattr: %w", err)
+	}
+	a := &image.ThreadAttr{Policy: sa.Policy, ResetOnFork: sa.Flags&unix.SCHED_FLAG_RESET_ON_FORK != 0, Nice: t.stat.Nice}
+	switch sa.Policy {
+	case image.SchedFIFO, image.SchedRR:
+		a.Priority = sa.Priority
+	case image.SchedOther, image.SchedBatch, image.SchedIdle:
+	default:
+		// SCHED_DEADLINE's runtime, deadline and period are not recorded.
+		return nil, fmt.Errorf("scheduling policy %s: %w", image.PolicyName(sa.Policy), ErrUnsupported)
+	}
+	sc, err := inject.BorrowStack(inj.Tid, inj.Saved.Rsp, 8)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := inj.Syscall(unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, sc.Addr); err != nil {
+		sc.Release()
+		return nil, fmt.Errorf("PR_GET_PDEATHSIG: %w", err)
+	}
+	b, err := sc.Read(4)
+	if rerr := sc.Release(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.PDeathSig = binary.LittleEndian.Uint32(b)
+	return a, nil
+}

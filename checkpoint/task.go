@@ -10,19 +10,22 @@ import (
 )
 
 // taskState is what a stopped task holds beside its pages: a process's
-// (leader's) address space, dispositions, attributes and timers, and every
-// thread's registers, signal state and kernel-registered addresses.
+// (leader's) address space, dispositions, attributes, resource limits and
+// timers, and every thread's registers, signal state, kernel-registered
+// addresses, scheduling attributes and parent-death signal.
 type taskState struct {
 	// Per process (thread-group leader), nil for other threads.
 	mm      *image.MM
 	acts    []image.SigAction
 	process *image.Process
+	rlimits []image.RLimit
 	timers  *[3]image.ITimer
 	// Per thread.
 	regs    *image.Regs
 	rseq    *image.RSeq
 	sigs    *image.SigState
 	thread  *image.Thread
+	attr    *image.ThreadAttr
 	pending []image.PendingSignal
 	creds   *image.Creds
 }
@@ -67,6 +70,9 @@ func readTask(f *frozen, t *taskInfo, hdr *image.Header) (*taskState, error) {
 			if s.process, err = readProcess(t, inj); err != nil {
 				return err
 			}
+			if s.rlimits, err = readRLimits(t); err != nil {
+				return err
+			}
 			if s.timers, err = readITimers(inj); err != nil {
 				return err
 			}
@@ -75,6 +81,9 @@ func readTask(f *frozen, t *taskInfo, hdr *image.Header) (*taskState, error) {
 			return err
 		}
 		if s.thread, err = readThread(inj); err != nil {
+			return err
+		}
+		if s.attr, err = readThreadAttr(t, inj); err != nil {
 			return err
 		}
 		s.pending, err = readPending(t.tid, leader, f.held[t.tid])
@@ -92,6 +101,9 @@ func readTask(f *frozen, t *taskInfo, hdr *image.Header) (*taskState, error) {
 func (s *taskState) write(iw *image.Writer, tid int, pageSize int, files []image.FD, objs shared) error {
 	if s.mm != nil {
 		if err := iw.WriteProcess(s.process); err != nil {
+			return err
+		}
+		if err := iw.WriteRLimits(s.rlimits); err != nil {
 			return err
 		}
 		if err := iw.WriteMM(s.mm); err != nil {
@@ -134,6 +146,9 @@ func (s *taskState) write(iw *image.Writer, tid int, pageSize int, files []image
 		}
 	}
 	if err := iw.WriteThread(s.thread); err != nil {
+		return err
+	}
+	if err := iw.WriteThreadAttr(s.attr); err != nil {
 		return err
 	}
 	if err := iw.WriteSigPending(s.pending); err != nil {
