@@ -19,8 +19,10 @@ type taskRecords struct {
 	rseq    *image.RSeq
 	files   []image.FD
 	process *image.Process
+	rlimits []image.RLimit
 	creds   *image.Creds
 	thread  *image.Thread
+	attr    *image.ThreadAttr
 	timers  *[3]image.ITimer
 	pending []image.PendingSignal
 }
@@ -134,6 +136,10 @@ func (rs *restorer) readRecord(t *taskRecords, rec image.Record) (err error) {
 		t.timers, err = r.ReadITimers(rec)
 	case image.RecThread:
 		t.thread, err = r.ReadThread(rec)
+	case image.RecThreadAttr:
+		t.attr, err = r.ReadThreadAttr(rec)
+	case image.RecRLimits:
+		t.rlimits, err = r.ReadRLimits(rec)
 	case image.RecProcess:
 		t.process, err = r.ReadProcess(rec)
 	case image.RecFiles:
@@ -230,8 +236,27 @@ func (rs *restorer) apply(p *proc, ts *image.TaskState, t *taskRecords, refresh 
 	if len(shared) > 0 {
 		rs.deferred = append(rs.deferred, deferredSignals{p, rsp, t.regs, shared})
 	}
+	// Scheduling and limits late, with the restorer's privileges still:
+	// a real-time policy or a raised limit may need them, and a lowered
+	// limit (descriptors, pending signals) must not hinder the steps
+	// before.
+	if t.attr != nil {
+		if err := p.setSched(t.attr, rsp); err != nil {
+			return err
+		}
+	}
+	if t.rlimits != nil {
+		if err := p.setRLimits(t.rlimits, rsp); err != nil {
+			return err
+		}
+	}
 	if t.creds != nil && !sameCreds(t.creds, rs.seedCreds) {
 		if err := p.setCreds(t.creds, rsp); err != nil {
+			return err
+		}
+	}
+	if t.attr != nil {
+		if err := p.setPDeathSig(t.attr.PDeathSig); err != nil {
 			return err
 		}
 	}
