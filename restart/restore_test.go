@@ -3,7 +3,10 @@ package restart
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/internal/testenv"
 )
 
@@ -96,6 +100,9 @@ func TestRestoreCounterResumes(t *testing.T) {
 			t.Fatal("counter did not count")
 		}
 	}
+	// Its limits and every thread's scheduling attributes, as /proc shows
+	// them from outside.
+	wantAttrs := attrsOf(t, pid)
 	var img bytes.Buffer
 	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
 		t.Fatal(err)
@@ -128,6 +135,21 @@ func TestRestoreCounterResumes(t *testing.T) {
 	}
 	if n := counterN(t, after[0]); n <= 20 {
 		t.Errorf("first count after restore is %d: it did not resume where it was", n)
+	}
+	// The counter checks its limits, its threads' policies, priorities
+	// and nice values and their parent-death signals itself ("wait" while
+	// its checker thread has not looked since the line before)...
+	for _, l := range after {
+		if strings.Contains(l, " attr=bad ") {
+			t.Errorf("after restore: %q: limits or thread attributes lost", l)
+		}
+	}
+	if l := after[len(after)-1]; !strings.Contains(l, " attr=ok ") {
+		t.Errorf("last line after restore: %q, want attr=ok", l)
+	}
+	// ...and /proc agrees, thread by thread (same tids).
+	if got := attrsOf(t, pid); got != wantAttrs {
+		t.Errorf("limits and threads after restore:\n%s\nbefore the checkpoint:\n%s", got, wantAttrs)
 	}
 	// glibc registered rseq for the thread: the registration is back.
 	var again bytes.Buffer
@@ -206,6 +228,90 @@ func TestRestoreRefusesCorruptImage(t *testing.T) {
 	}
 }
 
+// TestRestoreRefusesRaisedHardLimit: an image whose process had a higher
+// hard limit than the restored task inherits comes back with it only where
+// the restorer may raise it (CAP_SYS_RESOURCE); elsewhere the restore
+// fails naming the task, the resource and both values, and leaves nothing.
+func TestRestoreRefusesRaisedHardLimit(t *testing.T) {
+	testenv.NeedRoot(t)
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { killPid(pid) })
+	var img bytes.Buffer
+	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The restored task inherits this process's limits (through the
+	// seed): ask for one more descriptor than its hard limit.
+	var inherited unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &inherited); err != nil {
+		t.Fatal(err)
+	}
+	if inherited.Max == unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_NOFILE has no hard limit here")
+	}
+	want := inherited.Max + 1
+	b := img.Bytes()
+	r := image.NewReader(bytes.NewReader(b))
+	if _, err := r.NextTask(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rec, err := r.NextRecord()
+		if err != nil {
+			t.Fatalf("no RLIMITS record: %v", err)
+		}
+		if rec.Type == image.RecRLimits {
+			binary.LittleEndian.PutUint64(b[rec.Offset+image.HeaderSize+4+16*unix.RLIMIT_NOFILE+8:], want)
+			break
+		}
+	}
+	// The TAIL's checksum covers the change: CRC32C of everything before
+	// the 32-byte TAIL, 8 bytes into its payload.
+	binary.LittleEndian.PutUint32(b[len(b)-16:], crc32.Checksum(b[:len(b)-32], crc32.MakeTable(crc32.Castagnoli)))
+	kids := children(t)
+
+	res, err := Restore(bytes.NewReader(b), Options{})
+	status, _ := os.ReadFile("/proc/self/status")
+	var capEff uint64
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			capEff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	if capEff&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		if err != nil {
+			t.Fatalf("restore with CAP_SYS_RESOURCE: %v", err)
+		}
+		lims, err := procfs.ReadLimits(res.Root)
+		if err != nil || lims[unix.RLIMIT_NOFILE].Hard != want {
+			t.Errorf("RLIMIT_NOFILE after restore %+v (%v), want hard %d", lims[unix.RLIMIT_NOFILE], err, want)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("restore raised RLIMIT_NOFILE's hard limit to %d without CAP_SYS_RESOURCE (root %d)", want, res.Root)
+	}
+	t.Logf("refused: %v", err)
+	for _, part := range []string{fmt.Sprintf("pid %d ", pid), "RLIMIT_NOFILE", fmt.Sprintf("hard limit %d ", want),
+		fmt.Sprintf("the %d the restored task inherited", inherited.Max), "CAP_SYS_RESOURCE"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("error %q does not say %q", err, part)
+		}
+	}
+	if unix.Kill(pid, 0) == nil {
+		t.Errorf("pid %d is alive after a failed restore", pid)
+	}
+	if got := children(t); got != kids {
+		t.Errorf("children after a failed restore: %q, before: %q", got, kids)
+	}
+}
+
 func flip(b []byte, at int) []byte {
 	c := bytes.Clone(b)
 	c[at] ^= 0x10
@@ -244,4 +350,46 @@ func rseqOf(t *testing.T, data []byte) *image.RSeq {
 			return q
 		}
 	}
+}
+
+// attrsOf describes a process's resource limits and each thread's nice
+// value, policy and rt priority as /proc shows them, for comparison. It
+// also checks that the counter's are as it sets them up.
+func attrsOf(t *testing.T, pid int) string {
+	t.Helper()
+	lims, err := procfs.ReadLimits(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lims[unix.RLIMIT_NOFILE] != (procfs.Limit{Soft: 200, Hard: 400}) || lims[unix.RLIMIT_CORE] != (procfs.Limit{Soft: 0, Hard: 1 << 20}) ||
+		lims[unix.RLIMIT_STACK].Soft != 4<<20 {
+		t.Errorf("pid %d: limits %+v, want the counter's", pid, lims)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "limits %v\n", lims)
+	tids, err := procfs.Threads(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies := map[uint32]int{}
+	for _, tid := range tids {
+		s, err := procfs.ReadTaskSched(pid, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		policies[s.Policy]++
+		fmt.Fprintf(&b, "tid %d nice %d policy %s rt priority %d\n", tid, s.Nice, image.PolicyName(s.Policy), s.RTPriority)
+		switch {
+		case tid == pid && (s.Policy != unix.SCHED_BATCH || s.Nice != 5):
+			t.Errorf("pid %d: main thread %+v, want SCHED_BATCH at nice 5", pid, s)
+		case s.Policy == unix.SCHED_IDLE && s.Nice != 7:
+			t.Errorf("pid %d: idle thread %d %+v, want nice 7", pid, tid, s)
+		case s.Policy == unix.SCHED_FIFO && s.RTPriority != 3:
+			t.Errorf("pid %d: fifo thread %d %+v, want rt priority 3", pid, tid, s)
+		}
+	}
+	if policies[unix.SCHED_IDLE] != 1 || policies[unix.SCHED_FIFO] != 1 {
+		t.Errorf("pid %d: policies %v, want one SCHED_IDLE and one SCHED_FIFO thread", pid, policies)
+	}
+	return b.String()
 }

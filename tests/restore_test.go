@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // outcome is what restore/<name> reads after a restart.
@@ -163,6 +165,37 @@ func TestRestoreCounterResumes(t *testing.T) {
 		}
 	}
 
+	// Its resource limits and every thread's nice value, policy and rt
+	// priority as /proc shows them from outside; the counter sets some of
+	// each (see counter.c).
+	attrs := func() string {
+		lims, err := procfs.ReadLimits(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lims[syscall.RLIMIT_NOFILE] != (procfs.Limit{Soft: 200, Hard: 400}) || lims[4] != (procfs.Limit{Soft: 0, Hard: 1 << 20}) {
+			t.Errorf("pid %d: RLIMIT_NOFILE %+v, RLIMIT_CORE %+v, want 200/400 and 0/1MiB", pid, lims[syscall.RLIMIT_NOFILE], lims[4])
+		}
+		desc := fmt.Sprintf("limits %v\n", lims)
+		tids, err := procfs.Threads(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tid := range tids {
+			s, err := procfs.ReadTaskSched(pid, tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			desc += fmt.Sprintf("tid %d nice %d policy %d rt priority %d\n", tid, s.Nice, s.Policy, s.RTPriority)
+		}
+		for _, want := range []string{fmt.Sprintf("tid %d nice 5 policy 3 rt priority 0", pid), "nice 7 policy 5 rt priority 0", "policy 1 rt priority 3"} {
+			if !strings.Contains(desc, want) {
+				t.Errorf("pid %d: no thread with %q (3 SCHED_BATCH, 5 SCHED_IDLE, 1 SCHED_FIFO):\n%s", pid, want, desc)
+			}
+		}
+		return desc
+	}
+	wantAttrs := attrs()
 	img := filepath.Join(t.TempDir(), "img")
 	checkpointTo(t, m, pid, img)
 	cmd.Process.Kill()
@@ -205,6 +238,18 @@ func TestRestoreCounterResumes(t *testing.T) {
 		if !strings.Contains(l, " usr1=0 join=wait ") || !strings.Contains(l, " pend=1 sig=ok proc=ok ") {
 			t.Errorf("signal and process state after restore: %q, want usr1=0 join=wait ... pend=1 sig=ok proc=ok", l)
 		}
+		if strings.Contains(l, " attr=bad ") {
+			t.Errorf("limits, thread policies or parent-death signals lost: %q", l)
+		}
+	}
+	// The counter saw its limits and attributes hold ("wait" only while
+	// its checker thread had not looked again), and /proc agrees, thread
+	// by thread.
+	if l := lines[len(lines)-1]; !strings.Contains(l, " attr=ok ") {
+		t.Errorf("last line after restore %q, want attr=ok", l)
+	}
+	if got := attrs(); got != wantAttrs {
+		t.Errorf("after restore:\n%s\nbefore the checkpoint:\n%s", got, wantAttrs)
 	}
 	// The interval timer rings on after the cut.
 	first, _ := strconv.Atoi(reportField(t, lines[0], "alrm"))

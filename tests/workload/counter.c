@@ -7,7 +7,7 @@
 // checkpoint and a restore), holds values in AVX registers through a busy
 // loop, and about every 20 ms appends a line to REPORT:
 //
-//	pid=P n=N usr1=K join=J alrm=A pend=S sig=ok proc=ok file=ok mem=ok fpu=ok
+//	pid=P n=N usr1=K join=J alrm=A pend=S sig=ok proc=ok attr=ok file=ok mem=ok fpu=ok
 //
 // pend=1 once a SIGUSR2 (blocked) is pending. An interval timer rings every 10 ms (alrm=A counts the SIGALRMs). A
 // second thread waits for the first SIGUSR1 and exits; the main thread
@@ -16,7 +16,17 @@
 // It also keeps signal state to check: a SIGUSR1 handler that runs on an
 // alternate stack and counts (usr1=K), and SIGUSR2 blocked; "sig=ok" says
 // both still hold. It works in REPORT's directory with umask 027, nice 5
-// and as a child subreaper: "proc=ok" says these hold. It keeps REPORT.log open (write-only, close-on-exec) and
+// and as a child subreaper: "proc=ok" says these hold. It lowers some
+// resource limits (open files soft and hard, core size hard, stack soft),
+// runs its main thread under SCHED_BATCH with SIGWINCH as parent-death
+// signal, and starts two more threads that block every signal: an idler
+// under SCHED_IDLE with reset-on-fork at nice 7, and a checker under
+// SCHED_FIFO priority 3 (SCHED_BATCH where the kernel refuses it) with
+// SIGURG as parent-death signal, which checks its own attributes every
+// 2 ms. "attr=ok" says the limits and every thread's attributes hold,
+// "wait" that the checker has not checked since the last line, "bad"
+// that something was lost (both parent-death signals are ignored by
+// default, so a parent that dies does no harm). It keeps REPORT.log open (write-only, close-on-exec) and
 // writes every line there too: "file=ok" says the descriptor still has its
 // number, flags, file and offset. REPORT itself is opened by path for every
 // line, so that the test can read it whatever happens to the process. A process that was restarted instead of resumed would write a
@@ -31,9 +41,11 @@
 #include <stdlib.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <string.h>
 #include <time.h>
@@ -65,6 +77,99 @@ static void *wait_usr1(void *arg)
 	while (usr1 == 0)
 		usleep(1000);
 	return NULL;
+}
+
+// The attributes set up in main and by the idler and checker threads.
+static struct {
+	int res;
+	struct rlimit want;
+} limits[] = {
+	{RLIMIT_NOFILE, {200, 400}},
+	{RLIMIT_CORE, {0, 1 << 20}},
+	{RLIMIT_STACK, {4 << 20, RLIM_INFINITY}},
+};
+static volatile pid_t idler_tid;
+static int checker_policy = SCHED_FIFO, checker_prio = 3;
+static volatile int checker_ok;
+static volatile unsigned checker_rounds;
+
+// block_all keeps the calling thread out of signal delivery: SIGUSR1's
+// handler wants the main thread's alternate stack.
+static void block_all(void)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static void *idle_forever(void *arg)
+{
+	(void)arg;
+	block_all();
+	setpriority(PRIO_PROCESS, 0, 7); // this thread's nice only
+	struct sched_param none = {0};
+	if (sched_setscheduler(0, SCHED_IDLE | SCHED_RESET_ON_FORK, &none) == 0)
+		idler_tid = syscall(SYS_gettid);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+// check_attrs checks the checker's own policy, priority and parent-death
+// signal, every 2 ms.
+static void *check_attrs(void *arg)
+{
+	struct sched_param sp = {.sched_priority = checker_prio};
+
+	(void)arg;
+	block_all();
+	if (sched_setscheduler(0, checker_policy, &sp) < 0) {
+		sp.sched_priority = checker_prio = 0;
+		checker_policy = SCHED_BATCH;
+		if (sched_setscheduler(0, checker_policy, &sp) < 0)
+			return NULL;
+	}
+	prctl(PR_SET_PDEATHSIG, SIGURG);
+	for (;;) {
+		int sig = -1;
+
+		errno = 0;
+		checker_ok = sched_getscheduler(0) == checker_policy && sched_getparam(0, &sp) == 0 &&
+			     sp.sched_priority == checker_prio && prctl(PR_GET_PDEATHSIG, &sig) == 0 && sig == SIGURG;
+		checker_rounds++;
+		usleep(2000);
+	}
+}
+
+// attr_state reports whether the resource limits and every thread's
+// scheduling attributes and parent-death signal hold (see the top).
+static const char *attr_state(void)
+{
+	static unsigned seen;
+	unsigned rounds = checker_rounds;
+	struct sched_param sp;
+	struct rlimit rl;
+	int sig = -1, ok = 1;
+
+	for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+		if (getrlimit(limits[i].res, &rl) < 0 || rl.rlim_cur != limits[i].want.rlim_cur ||
+		    rl.rlim_max != limits[i].want.rlim_max)
+			ok = 0;
+	if (prctl(PR_GET_PDEATHSIG, &sig) < 0 || sig != SIGWINCH)
+		ok = 0;
+	if (sched_getscheduler(0) != SCHED_BATCH || sched_getparam(0, &sp) < 0 || sp.sched_priority != 0)
+		ok = 0;
+	errno = 0;
+	if (idler_tid == 0 || sched_getscheduler(idler_tid) != (SCHED_IDLE | SCHED_RESET_ON_FORK) ||
+	    getpriority(PRIO_PROCESS, idler_tid) != 7 || errno != 0)
+		ok = 0;
+	if (!ok || (rounds != seen && !checker_ok))
+		return "bad";
+	if (rounds == seen)
+		return "wait";
+	seen = rounds;
+	return "ok";
 }
 
 // try_join joins the waiter once SIGUSR1 has come, within a second.
@@ -218,6 +323,16 @@ int main(int argc, char **argv)
 	umask(027);
 	setpriority(PRIO_PROCESS, 0, 5);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+		if (setrlimit(limits[i].res, &limits[i].want) < 0)
+			return 11;
+	struct sched_param none = {0};
+	pthread_t idler, checker;
+
+	if (sched_setscheduler(0, SCHED_BATCH, &none) < 0 || prctl(PR_SET_PDEATHSIG, SIGWINCH) < 0)
+		return 12;
+	if (pthread_create(&idler, NULL, idle_forever, NULL) != 0 || pthread_create(&checker, NULL, check_attrs, NULL) != 0)
+		return 13;
 
 	snprintf(logpath, sizeof logpath, "%s.log", report);
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -248,9 +363,9 @@ int main(int argc, char **argv)
 
 			for (size_t j = 0; j < words; j++)
 				sum += buf[j];
-			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d join=%s alrm=%d pend=%d sig=%s proc=%s file=%s mem=%s fpu=%s\n", getpid(),
+			snprintf(line, sizeof line, "pid=%d n=%llu usr1=%d join=%s alrm=%d pend=%d sig=%s proc=%s attr=%s file=%s mem=%s fpu=%s\n", getpid(),
 				 (unsigned long long)n, (int)usr1, join_state, (int)alrm, usr2_pending(), sig_ok() ? "ok" : "bad", proc_ok() ? "ok" : "bad",
-				 file_ok() ? "ok" : "bad",
+				 attr_state(), file_ok() ? "ok" : "bad",
 				 sum == expected_sum ? "ok" : "bad", fpu ? "ok" : "bad");
 			say(line);
 			if (write(logfd, line, strlen(line)) == (ssize_t)strlen(line))
