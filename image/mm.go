@@ -193,6 +193,21 @@ func (w *Writer) WritePages(addr uint64, data []byte) error {
 	return err
 }
 
+// WritePagesLater writes a PAGES record for n bytes of whole pages starting
+// at addr, whose contents the underlying Deferrer will produce: it is told
+// with DeferPages(addr, n) where they go.
+func (w *Writer) WritePagesLater(addr uint64, n int) error {
+	if err := w.WriteRecord(RecPages, int64(8+n)); err != nil {
+		return err
+	}
+	var a [8]byte
+	le.PutUint64(a[:], addr)
+	if _, err := w.Write(a[:]); err != nil {
+		return err
+	}
+	return w.deferPages(addr, int64(n))
+}
+
 func (w *Writer) writeSmall(typ uint32, payload []byte) error {
 	if err := w.WriteRecord(typ, int64(len(payload))); err != nil {
 		return err

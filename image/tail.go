@@ -1,7 +1,21 @@
 package image
 
+import "hash/crc32"
+
 // tailSize is the size of the TAIL record, header included.
 const tailSize = HeaderSize + 24
+
+// TailSize is the size of the TAIL record, header included.
+const TailSize = tailSize
+
+// Tail returns the TAIL record that closes a stream of before bytes whose
+// CRC32C is crc: what the owner of a Deferrer puts in the place DeferTail
+// held.
+func Tail(crc uint32, before int64) []byte { return appendTail(nil, crc, before) }
+
+// Checksum folds p into crc, the running CRC32C of a stream (0 for none
+// yet), as the TAIL computes it.
+func Checksum(crc uint32, p []byte) uint32 { return crc32.Update(crc, castagnoli, p) }
 
 // TAIL payload (record type 9001), little-endian:
 //

@@ -33,8 +33,9 @@ const (
 // returns it.
 type Writer struct {
 	bw    *bufio.Writer
-	crc   uint32 // CRC32C of every byte written so far
-	off   int64  // bytes written so far
+	dw    Deferrer // the underlying writer, if it can defer bytes
+	crc   uint32   // CRC32C of every byte written so far
+	off   int64    // bytes written so far
 	err   error
 	stage writerStage
 
@@ -46,12 +47,64 @@ type Writer struct {
 	rec  recHeader // the open per-task record, if left > 0
 	left int64     // payload bytes still owed to rec
 
+	deferred bool // some bytes were deferred: the checksum is not ours to compute
+
 	buf []byte // scratch for encoding one record
 }
 
-// NewWriter returns a Writer that writes an image to w.
+// A Deferrer is an underlying writer that can hold the place of bytes it
+// will produce itself later. Writing an image to one lays the image out:
+// every record's size and offset are known, and so the whole image's size,
+// before any page is read (see Writer.WritePagesLater). Bytes written to it
+// and places deferred arrive in stream order.
+type Deferrer interface {
+	io.Writer
+	// DeferPages holds the place of n bytes of page contents, those of
+	// the current task's memory at addr.
+	DeferPages(addr uint64, n int64) error
+	// DeferTail holds the place of the TAIL record (TailSize bytes),
+	// which follows the before bytes of the stream. Its owner makes it
+	// with Tail once it has the checksum of those bytes.
+	DeferTail(before int64) error
+}
+
+// NewWriter returns a Writer that writes an image to w. If w is a Deferrer,
+// page contents may be deferred to it.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, writerBufSize)}
+	dw, _ := w.(Deferrer)
+	return &Writer{bw: bufio.NewWriterSize(w, writerBufSize), dw: dw}
+}
+
+// Deferrer returns the underlying writer if it can defer bytes, else nil.
+func (w *Writer) Deferrer() Deferrer { return w.dw }
+
+// deferPages holds the place of n payload bytes of the open PAGES record in
+// the underlying Deferrer.
+func (w *Writer) deferPages(addr uint64, n int64) error {
+	if w.err != nil {
+		return w.err
+	}
+	switch {
+	case w.dw == nil:
+		w.err = formatErr("PAGES", w.off, ErrInvalid, "the underlying writer cannot defer bytes")
+	case n > w.left:
+		w.err = formatErr(recordName(w.rec.typ), w.off, ErrLength,
+			"%d deferred bytes exceed the %d left of the record's declared size", n, w.left)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := w.dw.DeferPages(addr, n); err != nil {
+		w.err = err
+		return err
+	}
+	w.off += n
+	w.left -= n
+	w.deferred = true
+	return nil
 }
 
 // Offset returns the number of bytes of the image written so far, including
@@ -248,7 +301,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // Close writes the TAIL and flushes the Writer's buffer. It does not close
-// the underlying writer. Closing twice is harmless.
+// the underlying writer. Closing twice is harmless. If bytes were deferred,
+// the TAIL is deferred too (Deferrer.DeferTail).
 func (w *Writer) Close() error {
 	if w.stage == closed && w.err == nil {
 		return nil
@@ -259,6 +313,19 @@ func (w *Writer) Close() error {
 	if w.next != len(w.tasks) {
 		w.err = formatErr("TAIL", w.off, ErrOrder, "only %d of the %d tasks of TREE were written", w.next, len(w.tasks))
 		return w.err
+	}
+	if w.deferred {
+		// Bytes of the stream went past us: the tail is the Deferrer's.
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if err := w.dw.DeferTail(w.off); err != nil {
+			w.err = err
+			return err
+		}
+		w.off += tailSize
+		w.stage = closed
+		return nil
 	}
 	w.buf = appendTail(w.buf[:0], w.crc, w.off)
 	if err := w.emit(w.buf); err != nil {
