@@ -59,7 +59,9 @@ func Write(w io.Writer, root int, opt Options) (*Result, error) {
 	return res, nil
 }
 
-// write collects the frozen tree and streams its image.
+// write collects the frozen tree and writes its image to w: the one capture
+// of both Write and Lay. If w is a layoutBuilder, the contents of pages are
+// only located (memory.go), and the image is laid out rather than written.
 func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	infos, rootLevel, err := collect(f)
 	if err != nil {

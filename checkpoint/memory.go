@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -160,8 +161,13 @@ type pageRun struct {
 
 // write writes the dumpable pages of every mapping of mm. Reading the
 // task's memory and writing the image overlap: one goroutine reads runs
-// into a few buffers while this one writes the previous ones out.
+// into a few buffers while this one writes the previous ones out. If the
+// image is being laid out (the Writer's sink is a pageDeferrer), the runs
+// are only recorded, to be read when the image is (see lay).
 func (p *pageWriter) write(w *image.Writer, mm *image.MM) error {
+	if d, ok := w.Deferrer().(pageDeferrer); ok {
+		return p.lay(w, d, mm)
+	}
 	const buffers = 3
 	free := make(chan []byte, buffers)
 	for range buffers {
@@ -195,9 +201,45 @@ func (p *pageWriter) write(w *image.Writer, mm *image.MM) error {
 	return err
 }
 
-// read finds the runs of dumpable pages through pagemap and reads each from
-// /proc/<pid>/mem into a free buffer.
+// errStopped ends a walk over the runs early, without an error.
+var errStopped = errors.New("stopped")
+
+// read reads each run of dumpable pages from /proc/<pid>/mem into a free
+// buffer and sends it on.
 func (p *pageWriter) read(mm *image.MM, free chan []byte, runs chan<- pageRun, done <-chan struct{}) error {
+	err := p.runs(mm, func(_ *image.VMA, start uint64, n int) error {
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-done:
+			return errStopped
+		}
+		run, err := p.readRun(buf, start, n)
+		if err != nil {
+			free <- buf
+			return err
+		}
+		runs <- pageRun{start, run}
+		return nil
+	})
+	if err == errStopped {
+		return nil
+	}
+	return err
+}
+
+// readRun reads n bytes of the task's memory at start into buf.
+func (p *pageWriter) readRun(buf []byte, start uint64, n int) ([]byte, error) {
+	run := buf[:n]
+	if _, err := p.mem.ReadAt(run, int64(start)); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read memory at %#x: %w", start, err)
+	}
+	return run, nil
+}
+
+// runs finds the runs of dumpable pages of every mapping through pagemap and
+// calls fn for each, in address order, split at image.MaxPagesRecord.
+func (p *pageWriter) runs(mm *image.MM, fn func(v *image.VMA, start uint64, n int) error) error {
 	ps := uint64(p.pageSize)
 	for i := range mm.VMAs {
 		v := &mm.VMAs[i]
@@ -210,7 +252,7 @@ func (p *pageWriter) read(mm *image.MM, free chan []byte, runs chan<- pageRun, d
 			if err := p.pagemap.Read(addr, p.pageSize, entries); err != nil {
 				return fmt.Errorf("pagemap at %#x: %w", addr, err)
 			}
-			// Emit each run of consecutive dumpable pages.
+			// Each run of consecutive dumpable pages.
 			for j := 0; j < len(entries); {
 				if !dumpable(v, entries[j]) {
 					j++
@@ -220,23 +262,48 @@ func (p *pageWriter) read(mm *image.MM, free chan []byte, runs chan<- pageRun, d
 				for k < len(entries) && dumpable(v, entries[k]) {
 					k++
 				}
-				var buf []byte
-				select {
-				case buf = <-free:
-				case <-done:
-					return nil
+				if err := fn(v, addr+uint64(j)*ps, (k-j)*p.pageSize); err != nil {
+					return err
 				}
-				start := addr + uint64(j)*ps
-				run := buf[:uint64(k-j)*ps]
-				if _, err := p.mem.ReadAt(run, int64(start)); err != nil && err != io.EOF {
-					free <- buf
-					return fmt.Errorf("read memory at %#x: %w", start, err)
-				}
-				runs <- pageRun{start, run}
 				j = k
 			}
 			addr += n * ps
 		}
 	}
 	return nil
+}
+
+// pageDeferrer is the sink of an image being laid out (layout.go): it is
+// told whose memory the pages deferred next belong to.
+type pageDeferrer interface {
+	image.Deferrer
+	process(pid int)
+}
+
+// lay records where each run of pages goes in the image, to be read from
+// the frozen task when the image is read. Pages of shared mappings are the
+// exception, read now: a process outside the tree may write them while
+// the tree stays frozen, and every reader of an image must get the same
+// bytes.
+func (p *pageWriter) lay(w *image.Writer, d pageDeferrer, mm *image.MM) error {
+	d.process(p.pid)
+	var buf []byte
+	defer func() {
+		if buf != nil {
+			pageBuffers.Put(buf)
+		}
+	}()
+	return p.runs(mm, func(v *image.VMA, start uint64, n int) error {
+		if v.Flags&image.VMAShared == 0 {
+			return w.WritePagesLater(start, n)
+		}
+		if buf == nil {
+			buf = pageBuffers.Get().([]byte)
+		}
+		run, err := p.readRun(buf, start, n)
+		if err != nil {
+			return err
+		}
+		return w.WritePages(start, run)
+	})
 }

@@ -1,0 +1,314 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/image"
+)
+
+// Two-phase checkpoints.
+//
+// Write streams an image: the tree is frozen while every byte is produced,
+// and a reader that needs the image's size first (a filesystem, whose stat
+// must be exact) has to spool it all somewhere before serving the first
+// byte. For a large process that spool is most of the cost: writing 1 GiB
+// into tmpfs takes several times as long as reading it from the process.
+//
+// Lay instead captures everything except the contents of pages, and of
+// those only which are present (pagemap). That fixes the size of every
+// record, so the image is laid out: a sequence of segments, each either
+// literal bytes held in memory (headers, the small records) or "n bytes of
+// process P's memory at addr". ReadAt serves any byte range from that
+// layout, reading page segments from the still-frozen process straight into
+// the caller's buffer, so the image is produced at the rate its memory can
+// be read, and random access (two readers, dd, tar) works as on a file.
+//
+// The price is that the tree stays frozen until Close, which a filesystem
+// calls when the last reader is gone (CRIU likewise keeps a tree stopped
+// while it dumps it). If a process of the tree vanishes meanwhile (it was
+// killed), reads fail with ErrGone and the rest of the tree is thawed at
+// once.
+//
+// The TAIL carries a CRC32C of everything before it: ReadAt folds the bytes
+// it serves into the checksum while they come in order (a sequential
+// reader computes it for free), and hashes through the layout on demand
+// when the tail is asked for first.
+
+// ErrGone: a process of a frozen tree vanished before its pages were read,
+// so the image cannot be completed. It stands for EIO.
+var ErrGone = errors.New("checkpoint: process vanished while its tree was frozen")
+
+// errClosed: the layout was read after Close.
+var errClosed = errors.New("checkpoint: layout closed")
+
+// Layout is an image laid out but not yet read, of a tree kept frozen.
+type Layout struct {
+	res     *Result
+	f       *frozen
+	segs    []segment // in image order, covering [0, tailOff)
+	lit     []byte    // the bytes of the literal segments, in order
+	tailOff int64     // where the TAIL starts
+	size    int64
+
+	hashing sync.Mutex // held while the checksum is completed for the TAIL
+	mu      sync.Mutex // guards what follows
+	crc     uint32     // CRC32C of the image's bytes [0, crcOff)
+	crcOff  int64
+	tail    []byte // the TAIL record, once the checksum is known
+	err     error  // sticky: a process vanished, or Close was called
+
+	thaw sync.Once
+}
+
+type segKind uint8
+
+const (
+	segLiteral segKind = iota
+	segPages
+)
+
+// segment is a byte range [off, off+n) of the image.
+type segment struct {
+	off, n int64
+	kind   segKind
+	lit    int64  // segLiteral: where its bytes start in Layout.lit
+	pid    int    // segPages: whose memory
+	addr   uint64 // segPages: at which address
+}
+
+// Lay checkpoints the subtree rooted at process root in two phases: it
+// freezes the tree and captures all but the contents of pages, which the
+// Layout's ReadAt then reads from the tree, kept frozen until Close. The
+// capture is Write's own; only where page contents go differs. The
+// Result's Frozen is the time the first phase took.
+func Lay(root int, opt Options) (*Layout, error) {
+	f, err := freeze(root, &opt)
+	if err != nil {
+		return nil, err
+	}
+	b := &layoutBuilder{l: &Layout{f: f, tailOff: -1}}
+	res, err := write(b, f, &opt)
+	if err == nil && (b.l.tailOff < 0 || res.Size != b.off) {
+		err = fmt.Errorf("checkpoint: layout of %d bytes for an image of %d", b.off, res.Size)
+	}
+	if err != nil {
+		f.thaw()
+		return nil, err
+	}
+	res.Frozen = f.frozenFor()
+	l := b.l
+	l.res, l.size = res, res.Size
+	return l, nil
+}
+
+// Result describes the image.
+func (l *Layout) Result() *Result { return l.res }
+
+// Size is the image's size in bytes.
+func (l *Layout) Size() int64 { return l.size }
+
+// Close thaws the tree. Reads after Close fail.
+func (l *Layout) Close() {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = errClosed
+	}
+	l.mu.Unlock()
+	l.thaw.Do(l.f.thaw)
+}
+
+// failed returns the sticky error.
+func (l *Layout) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// fail makes err sticky and, since the image can no longer be completed,
+// lets the rest of the tree run at once.
+func (l *Layout) fail(err error) error {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+	l.thaw.Do(l.f.thaw)
+	return err
+}
+
+// ReadAt reads the image's bytes at off into p. It returns io.EOF only
+// when off is at or past the end.
+func (l *Layout) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("checkpoint: negative offset %d", off)
+	}
+	if off >= l.size {
+		return 0, io.EOF
+	}
+	if err := l.failed(); err != nil {
+		return 0, err
+	}
+	p = p[:min(int64(len(p)), l.size-off)]
+	head := p[:max(0, min(int64(len(p)), l.tailOff-off))]
+	if len(head) > 0 {
+		if err := l.fill(head, off); err != nil {
+			return 0, l.fail(err)
+		}
+		l.fold(head, off)
+	}
+	if len(head) < len(p) {
+		tail, err := l.tailRecord()
+		if err != nil {
+			return 0, err
+		}
+		at := off + int64(len(head)) - l.tailOff
+		copy(p[len(head):], tail[at:])
+	}
+	// A process that vanished while p was being filled may have left
+	// part of it unread: never serve that.
+	if err := l.failed(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// fill reads [off, off+len(p)), which lies before the TAIL, from the
+// segments.
+func (l *Layout) fill(p []byte, off int64) error {
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].off+l.segs[i].n > off })
+	for done := int64(0); done < int64(len(p)); i++ {
+		if i >= len(l.segs) {
+			return fmt.Errorf("checkpoint: no segment at offset %d of the image", off+done)
+		}
+		s := &l.segs[i]
+		skip := off + done - s.off
+		n := min(s.n-skip, int64(len(p))-done)
+		dst := p[done : done+n]
+		switch s.kind {
+		case segLiteral:
+			copy(dst, l.lit[s.lit+skip:])
+		case segPages:
+			if err := readMemory(dst, s.pid, s.addr+uint64(skip)); err != nil {
+				return err
+			}
+		}
+		done += n
+	}
+	return nil
+}
+
+// readMemory reads len(p) bytes of process pid's memory at addr. A process
+// gone (killed while frozen) is ErrGone; any failure is an I/O error to
+// whoever reads the image.
+func readMemory(p []byte, pid int, addr uint64) error {
+	for len(p) > 0 {
+		local := []unix.Iovec{{Base: &p[0], Len: uint64(len(p))}}
+		remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(p)}}
+		n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.ESRCH:
+			return taskErr(pid, fmt.Sprintf("read memory at %#x", addr), ErrGone)
+		case err != nil:
+			// Not wrapped: whatever the errno, the reader gets EIO.
+			return taskErr(pid, "read memory", fmt.Errorf("process_vm_readv at %#x: %v", addr, err))
+		case n == 0:
+			return taskErr(pid, "read memory", fmt.Errorf("nothing readable at %#x", addr))
+		}
+		p, addr = p[n:], addr+uint64(n)
+	}
+	return nil
+}
+
+// fold folds p, the image's bytes at off, into the checksum if they
+// continue it.
+func (l *Layout) fold(p []byte, off int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	end := off + int64(len(p))
+	if off <= l.crcOff && l.crcOff < end {
+		l.crc = image.Checksum(l.crc, p[l.crcOff-off:])
+		l.crcOff = end
+	}
+}
+
+// tailRecord returns the TAIL, first hashing whatever part of the image no
+// read has folded into the checksum yet.
+func (l *Layout) tailRecord() ([]byte, error) {
+	l.hashing.Lock()
+	defer l.hashing.Unlock()
+	var buf []byte
+	defer func() {
+		if buf != nil {
+			pageBuffers.Put(buf)
+		}
+	}()
+	for {
+		l.mu.Lock()
+		at, tail := l.crcOff, l.tail
+		if tail == nil && at >= l.tailOff {
+			l.tail = image.Tail(l.crc, l.tailOff)
+			tail = l.tail
+		}
+		l.mu.Unlock()
+		if tail != nil {
+			return tail, nil
+		}
+		if buf == nil {
+			buf = pageBuffers.Get().([]byte)
+		}
+		chunk := buf[:min(int64(len(buf)), l.tailOff-at)]
+		if err := l.fill(chunk, at); err != nil {
+			return nil, l.fail(err)
+		}
+		l.fold(chunk, at)
+	}
+}
+
+// layoutBuilder is the sink a Writer lays an image out into.
+type layoutBuilder struct {
+	l   *Layout
+	off int64 // bytes of the image laid out so far
+	pid int   // whose pages are deferred next
+}
+
+var _ pageDeferrer = (*layoutBuilder)(nil)
+
+func (b *layoutBuilder) Write(p []byte) (int, error) {
+	l := b.l
+	if n := len(l.segs); n > 0 && l.segs[n-1].kind == segLiteral {
+		l.segs[n-1].n += int64(len(p)) // its bytes end the arena
+	} else {
+		l.segs = append(l.segs, segment{off: b.off, n: int64(len(p)), kind: segLiteral, lit: int64(len(l.lit))})
+	}
+	l.lit = append(l.lit, p...)
+	b.off += int64(len(p))
+	return len(p), nil
+}
+
+func (b *layoutBuilder) process(pid int) { b.pid = pid }
+
+func (b *layoutBuilder) DeferPages(addr uint64, n int64) error {
+	if b.pid == 0 {
+		return errors.New("checkpoint: pages deferred before their process was named")
+	}
+	b.l.segs = append(b.l.segs, segment{off: b.off, n: n, kind: segPages, pid: b.pid, addr: addr})
+	b.off += n
+	return nil
+}
+
+func (b *layoutBuilder) DeferTail(before int64) error {
+	if before != b.off {
+		return fmt.Errorf("checkpoint: TAIL deferred at %d, the layout is at %d", before, b.off)
+	}
+	b.l.tailOff = before
+	b.off += image.TailSize
+	return nil
+}
