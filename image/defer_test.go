@@ -116,3 +116,15 @@ func TestWritePagesLaterNeedsDeferrer(t *testing.T) {
 		t.Fatal("WritePagesLater on a plain writer succeeded")
 	}
 }
+
+// TestChecksumConcat joins checksums of parts and compares with the
+// checksum of the whole.
+func TestChecksumConcat(t *testing.T) {
+	data := pageBytes(0x1234000, 3<<20+77)
+	for _, cut := range []int{0, 1, 7, 4096, 1 << 20, len(data) - 1, len(data)} {
+		a, b := data[:cut], data[cut:]
+		if got, want := ChecksumConcat(Checksum(0, a), Checksum(0, b), int64(len(b))), Checksum(0, data); got != want {
+			t.Errorf("cut at %d: joined %#08x, whole %#08x", cut, got, want)
+		}
+	}
+}

@@ -17,6 +17,53 @@ func Tail(crc uint32, before int64) []byte { return appendTail(nil, crc, before)
 // yet), as the TAIL computes it.
 func Checksum(crc uint32, p []byte) uint32 { return crc32.Update(crc, castagnoli, p) }
 
+// ChecksumConcat returns the CRC32C of a stream made of a part whose CRC32C
+// is crc1 followed by len2 bytes whose CRC32C is crc2: parts of a stream
+// can be checksummed apart, in parallel, and joined in order.
+//
+// A CRC is linear over GF(2): appending len2 bytes to the first part
+// multiplies its remainder by x^(8*len2) modulo the polynomial, and the
+// initial and final inversions cancel between the two terms.
+func ChecksumConcat(crc1, crc2 uint32, len2 int64) uint32 {
+	return gfMul(xPow8n(len2), crc1) ^ crc2
+}
+
+// Polynomials modulo the Castagnoli polynomial, in the reflected bit order
+// of hash/crc32: the coefficient of x^k is bit 31-k.
+const (
+	gfOne = uint32(1) << 31 // x^0
+	gfX8  = uint32(1) << 23 // x^8
+)
+
+// gfMul returns a*b modulo the polynomial.
+func gfMul(a, b uint32) uint32 {
+	var p uint32
+	for bit := gfOne; bit != 0; bit >>= 1 {
+		if a&bit != 0 {
+			p ^= b
+		}
+		// b *= x
+		if b&1 != 0 {
+			b = b>>1 ^ crc32.Castagnoli
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// xPow8n returns x^(8n) modulo the polynomial, by squaring.
+func xPow8n(n int64) uint32 {
+	r, sq := gfOne, gfX8
+	for ; n > 0; n >>= 1 {
+		if n&1 != 0 {
+			r = gfMul(sq, r)
+		}
+		sq = gfMul(sq, sq)
+	}
+	return r
+}
+
 // TAIL payload (record type 9001), little-endian:
 //
 //	off  size  field
