@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -35,10 +37,11 @@ import (
 // killed), reads fail with ErrGone and the rest of the tree is thawed at
 // once.
 //
-// The TAIL carries a CRC32C of everything before it: ReadAt folds the bytes
-// it serves into the checksum while they come in order (a sequential
-// reader computes it for free), and hashes through the layout on demand
-// when the tail is asked for first.
+// The TAIL carries a CRC32C of everything before it. Readers checksum
+// what they read in pieces, anywhere and in parallel (PieceOf), and Sum
+// joins the pieces that continue the checksum, so a sequential reader
+// computes it as it goes; the TAIL hashes through the rest of the layout on
+// demand when it is asked for before the checksum got there.
 
 // ErrGone: a process of a frozen tree vanished before its pages were read,
 // so the image cannot be completed. It stands for EIO.
@@ -46,6 +49,9 @@ var ErrGone = errors.New("checkpoint: process vanished while its tree was frozen
 
 // errClosed: the layout was read after Close.
 var errClosed = errors.New("checkpoint: layout closed")
+
+// errThawed: pages were asked for after Thaw.
+var errThawed = errors.New("checkpoint: the tree was let go; its pages can no longer be read")
 
 // Layout is an image laid out but not yet read, of a tree kept frozen.
 type Layout struct {
@@ -62,8 +68,12 @@ type Layout struct {
 	crcOff  int64
 	tail    []byte // the TAIL record, once the checksum is known
 	err     error  // sticky: a process vanished, or Close was called
+	stop    int    // eventfd that stops the watch, -1 once it ended
 
-	thaw sync.Once
+	thawed atomic.Bool
+	thaw   sync.Once
+	failed chan struct{} // closed when a process vanished
+	fail1  sync.Once
 }
 
 type segKind uint8
@@ -104,6 +114,11 @@ func Lay(root int, opt Options) (*Layout, error) {
 	res.Frozen = f.frozenFor()
 	l := b.l
 	l.res, l.size = res, res.Size
+	l.failed = make(chan struct{})
+	if err := l.watch(); err != nil {
+		f.thaw()
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -113,6 +128,16 @@ func (l *Layout) Result() *Result { return l.res }
 // Size is the image's size in bytes.
 func (l *Layout) Size() int64 { return l.size }
 
+// Thaw lets the tree run. The image's pages can no longer be read after
+// it, but the rest can: the small records, and the TAIL once Complete.
+func (l *Layout) Thaw() {
+	l.thaw.Do(func() {
+		l.thawed.Store(true)
+		l.stopWatch()
+		l.f.thaw()
+	})
+}
+
 // Close thaws the tree. Reads after Close fail.
 func (l *Layout) Close() {
 	l.mu.Lock()
@@ -120,11 +145,24 @@ func (l *Layout) Close() {
 		l.err = errClosed
 	}
 	l.mu.Unlock()
-	l.thaw.Do(l.f.thaw)
+	l.Thaw()
 }
 
-// failed returns the sticky error.
-func (l *Layout) failed() error {
+// Complete reports whether the whole image has been read in order (the
+// TAIL's checksum is known): nothing more needs the tree.
+func (l *Layout) Complete() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.crcOff >= l.tailOff
+}
+
+// Failed is closed when the image cannot be completed because a process of
+// the tree vanished; Err then says which. The rest of the tree has been
+// let go.
+func (l *Layout) Failed() <-chan struct{} { return l.failed }
+
+// Err returns the sticky error: why reads fail.
+func (l *Layout) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
@@ -138,12 +176,93 @@ func (l *Layout) fail(err error) error {
 		l.err = err
 	}
 	l.mu.Unlock()
-	l.thaw.Do(l.f.thaw)
+	l.fail1.Do(func() { close(l.failed) })
+	l.Thaw()
 	return err
 }
 
+// failRead fails the layout for a read of the tree's memory that failed.
+func (l *Layout) failRead(err error) error {
+	if err == errThawed {
+		if e := l.Err(); e != nil {
+			return e // thawed because it failed
+		}
+		return err
+	}
+	return l.fail(err)
+}
+
+// watch notices a process of the frozen tree that dies (SIGKILL is the one
+// signal a stopped task cannot hold off): the image fails at once, the
+// rest of the tree is let go, and its tracer (this process) no longer holds
+// the dead process's pid from its parent.
+func (l *Layout) watch() error {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("eventfd", err)
+	}
+	fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+	pids := []int{0}
+	closeAll := func() {
+		for _, p := range fds {
+			unix.Close(int(p.Fd))
+		}
+	}
+	seen := make(map[int]bool)
+	for _, t := range l.f.tasks {
+		if _, held := l.f.held[t.tid]; !held || seen[t.tgid] {
+			continue
+		}
+		seen[t.tgid] = true
+		fd, err := unix.PidfdOpen(t.tgid, 0)
+		if err != nil {
+			closeAll()
+			return taskErr(t.tgid, "watch", os.NewSyscallError("pidfd_open", err))
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		pids = append(pids, t.tgid)
+	}
+	l.stop = efd
+	go func() {
+		gone := 0
+		for gone == 0 {
+			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+				break
+			}
+			if fds[0].Revents != 0 {
+				break // stopped
+			}
+			for i := 1; i < len(fds); i++ {
+				if fds[i].Revents != 0 {
+					gone = pids[i]
+					break
+				}
+			}
+		}
+		l.mu.Lock()
+		l.stop = -1
+		closeAll()
+		l.mu.Unlock()
+		if gone != 0 {
+			l.fail(taskErr(gone, "frozen for an image", ErrGone))
+		}
+	}()
+	return nil
+}
+
+// stopWatch ends the watch, if it still runs.
+func (l *Layout) stopWatch() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stop >= 0 {
+		var one [8]byte
+		one[0] = 1
+		unix.Write(l.stop, one[:])
+	}
+}
+
 // ReadAt reads the image's bytes at off into p. It returns io.EOF only
-// when off is at or past the end.
+// when off is at or past the end. See Piece.
 func (l *Layout) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("checkpoint: negative offset %d", off)
@@ -151,16 +270,15 @@ func (l *Layout) ReadAt(p []byte, off int64) (int, error) {
 	if off >= l.size {
 		return 0, io.EOF
 	}
-	if err := l.failed(); err != nil {
+	if err := l.Err(); err != nil {
 		return 0, err
 	}
 	p = p[:min(int64(len(p)), l.size-off)]
 	head := p[:max(0, min(int64(len(p)), l.tailOff-off))]
 	if len(head) > 0 {
 		if err := l.fill(head, off); err != nil {
-			return 0, l.fail(err)
+			return 0, l.failRead(err)
 		}
-		l.fold(head, off)
 	}
 	if len(head) < len(p) {
 		tail, err := l.tailRecord()
@@ -172,7 +290,7 @@ func (l *Layout) ReadAt(p []byte, off int64) (int, error) {
 	}
 	// A process that vanished while p was being filled may have left
 	// part of it unread: never serve that.
-	if err := l.failed(); err != nil {
+	if err := l.Err(); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -194,8 +312,14 @@ func (l *Layout) fill(p []byte, off int64) error {
 		case segLiteral:
 			copy(dst, l.lit[s.lit+skip:])
 		case segPages:
+			if l.thawed.Load() {
+				return errThawed
+			}
 			if err := readMemory(dst, s.pid, s.addr+uint64(skip)); err != nil {
 				return err
+			}
+			if l.thawed.Load() {
+				return errThawed // the tree may have run while it was read
 			}
 		}
 		done += n
@@ -227,7 +351,34 @@ func readMemory(p []byte, pid int, addr uint64) error {
 	return nil
 }
 
-// fold folds p, the image's bytes at off, into the checksum if they
+// A Piece is the checksum of a range of the image's bytes. Readers compute
+// pieces of what they read wherever it costs least (PieceOf), and hand them
+// to Sum in order; a reader that goes front to back this way makes the
+// TAIL free. Otherwise reading the TAIL hashes through what the pieces did
+// not cover.
+type Piece struct {
+	off, n int64
+	crc    uint32
+}
+
+// PieceOf checksums p, the image's bytes at off as ReadAt returned them.
+func (l *Layout) PieceOf(p []byte, off int64) Piece {
+	p = p[:max(0, min(int64(len(p)), l.tailOff-off))]
+	return Piece{off: off, n: int64(len(p)), crc: image.Checksum(0, p)}
+}
+
+// Sum folds pc into the TAIL's checksum if it continues what that covers
+// so far.
+func (l *Layout) Sum(pc Piece) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if pc.n > 0 && pc.off == l.crcOff {
+		l.crc = image.ChecksumConcat(l.crc, pc.crc, pc.n)
+		l.crcOff += pc.n
+	}
+}
+
+// fold folds p, bytes before the TAIL at off, into the checksum if they
 // continue it.
 func (l *Layout) fold(p []byte, off int64) {
 	l.mu.Lock()
@@ -266,7 +417,7 @@ func (l *Layout) tailRecord() ([]byte, error) {
 		}
 		chunk := buf[:min(int64(len(buf)), l.tailOff-at)]
 		if err := l.fill(chunk, at); err != nil {
-			return nil, l.fail(err)
+			return nil, l.failRead(err)
 		}
 		l.fold(chunk, at)
 	}

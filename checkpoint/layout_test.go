@@ -42,6 +42,7 @@ func readLayout(t *testing.T, l *Layout, n int) []byte {
 		if err != nil {
 			t.Fatalf("ReadAt(%d bytes at %d): %v", n, off, err)
 		}
+		l.Sum(l.PieceOf(buf[:k], off))
 		out = append(out, buf[:k]...)
 		off += int64(k)
 	}
@@ -182,7 +183,8 @@ func TestLayRandomAccess(t *testing.T) {
 }
 
 // TestLayVanished kills a process of the frozen tree before its pages are
-// read: reads fail with EIO naming it, and the rest of the tree runs on.
+// read: the layout notices at once, reads fail with EIO naming it, and the
+// rest of the tree runs on.
 func TestLayVanished(t *testing.T) {
 	testenv.NeedRoot(t)
 	pid := startTree(t)
@@ -191,12 +193,13 @@ func TestLayVanished(t *testing.T) {
 	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	buf := make([]byte, 1<<20)
-	deadline := time.Now().Add(5 * time.Second)
-	for off := int64(0); err == nil && time.Now().Before(deadline); off = (off + int64(len(buf))) % l.Size() {
-		_, err = l.ReadAt(buf, off)
+	// Noticed without a read.
+	select {
+	case <-l.Failed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the layout did not notice the kill")
 	}
+	_, err := l.ReadAt(make([]byte, 1<<20), 0)
 	var te *TaskError
 	if !errors.Is(err, ErrGone) || !errors.As(err, &te) || te.Pid != kids[0] {
 		t.Fatalf("read after a kill: %v; want ErrGone naming pid %d", err, kids[0])
@@ -221,5 +224,43 @@ func TestLayVanished(t *testing.T) {
 	}
 	if p, err := os.FindProcess(kids[0]); err == nil {
 		p.Kill()
+	}
+}
+
+// TestLayThaw: after Thaw the tree runs, the small records and a completed
+// TAIL can still be read, pages cannot.
+func TestLayThaw(t *testing.T) {
+	testenv.NeedRoot(t)
+	pid := startTree(t)
+	l := lay(t, pid)
+	if l.Complete() {
+		t.Fatal("complete before anything was read")
+	}
+	whole := readLayout(t, l, 1<<20)
+	if !l.Complete() {
+		t.Fatal("not complete after a read front to back")
+	}
+	l.Thaw()
+	for _, p := range append([]int{pid}, mustChildren(t, pid)...) {
+		if st, err := procfs.ReadStatus(p); err != nil || st.TracerPid != 0 {
+			t.Errorf("pid %d still traced after Thaw (%v)", p, err)
+		}
+	}
+	res := l.Result()
+	buf := make([]byte, res.Pids.Len)
+	if _, err := l.ReadAt(buf, res.Pids.Off); err != nil || !bytes.Equal(buf, whole[res.Pids.Off:res.Pids.Off+res.Pids.Len]) {
+		t.Errorf("PIDS after Thaw: %v", err)
+	}
+	tail := make([]byte, image.TailSize)
+	if _, err := l.ReadAt(tail, l.Size()-image.TailSize); err != nil || !bytes.Equal(tail, whole[l.Size()-image.TailSize:]) {
+		t.Errorf("TAIL after Thaw: %v", err)
+	}
+	if _, err := l.ReadAt(make([]byte, 1<<20), 0); err == nil {
+		t.Error("pages read after Thaw")
+	}
+	select {
+	case <-l.Failed():
+		t.Error("Thaw counts as a failure")
+	default:
 	}
 }
