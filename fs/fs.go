@@ -39,6 +39,10 @@ type Config struct {
 	Logger *log.Logger
 }
 
+// maxRead is the largest read request: the kernel's limit (256 pages), and
+// what files advertise as their block size so that tools ask for it.
+const maxRead = 1 << 20
+
 // Mount mounts the filesystem on dir and returns the serving server.
 func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	if cfg.Grace == 0 {
@@ -62,9 +66,12 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 			FsName:       "ckptfs",
 			Name:         "ckptfs",
 			DirectMount:  true, // root needs no fusermount
-			MaxReadAhead: 1 << 20,
-			MaxWrite:     1 << 20,
-			Logger:       cfg.Logger,
+			MaxReadAhead: maxRead,
+			MaxWrite:     maxRead, // also max_read and max_pages: reads of 1 MiB arrive whole
+			// Replies come from memory (writev), never from a file
+			// descriptor; splicing them would only cost a pipe per read.
+			DisableSplice: true,
+			Logger:        cfg.Logger,
 		},
 	}
 	return gofs.Mount(dir, newRoot(&cfg), opts)

@@ -2,10 +2,13 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/checkpoint"
 )
 
 // sectionFile is <pid>/pids, <pid>/tree or <pid>/image.
@@ -39,8 +42,7 @@ func (f *sectionFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 	if !ok {
 		return syscall.EIO
 	}
-	s := f.dir.root.snapshotter(key)
-	snap, err := s.get(caller, false)
+	snap, err := f.snapshot(key, caller, false)
 	if err != nil {
 		if isAccess(err) {
 			return 0 // owner and mode only
@@ -67,19 +69,32 @@ func (f *sectionFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	if !ok || key != f.dir.key {
 		return nil, 0, syscall.ENOENT
 	}
-	s := f.dir.root.snapshotter(key)
-	snap, err := s.get(caller, true)
+	snap, err := f.snapshot(key, caller, true)
 	if err != nil {
 		return nil, 0, f.fail("open", err)
 	}
-	h := &sectionHandle{file: f, snap: snap, keeper: s}
+	h := &sectionHandle{file: f, snap: snap, keeper: f.dir.root.snapshotter(key)}
 	if f.kind == kindImage {
-		// Passthrough (see PassthroughFd) where the kernel allows it;
-		// else the page cache, which open invalidates (no KEEP_CACHE),
-		// so one snapshot's bytes are never served for the next.
-		return h, 0, 0
+		h.ahead = newReadAhead(snap.lay)
 	}
+	// Direct I/O: every read reaches the snapshot (no page cache to copy
+	// through, nor to keep one snapshot's bytes for the next), in requests
+	// as large as the reader's.
 	return h, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// snapshot gets the directory's snapshot for caller (see
+// snapshotter.get). A tree that a snapshot of another directory holds
+// frozen (an ancestor's, or a descendant's, used within its grace period)
+// is let go first, if no file of that snapshot is open.
+func (f *sectionFile) snapshot(key procKey, caller checkpoint.Caller, hold bool) (*snapshot, error) {
+	s := f.dir.root.snapshotter(key)
+	image := hold && f.kind == kindImage
+	snap, err := s.get(caller, hold, image)
+	if errors.Is(err, checkpoint.ErrTraced) && f.dir.root.retireUnused(key) {
+		snap, err = s.get(caller, hold, image)
+	}
+	return snap, err
 }
 
 func (f *sectionFile) fail(op string, err error) syscall.Errno {
@@ -92,34 +107,36 @@ type sectionHandle struct {
 	file   *sectionFile
 	snap   *snapshot
 	keeper *snapshotter
+	ahead  *readAhead // the image's read-ahead; nil for pids and tree
 }
 
 var _ = (gofs.FileReader)((*sectionHandle)(nil))
 
 func (h *sectionHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.snap.readAt(h.file.kind, dest, off)
+	var res fuse.ReadResult
+	var err error
+	if h.ahead != nil {
+		res, err = h.ahead.read(dest, off)
+	} else {
+		var n int
+		n, err = h.snap.readAt(h.file.kind, dest, off)
+		res = fuse.ReadResultData(dest[:n])
+	}
 	if err != nil {
+		// The snapshot cannot be completed (a process of its tree
+		// vanished): its tree is thawed, and the next use takes a new one.
+		h.keeper.failed(h.snap)
 		return nil, h.file.fail("read", err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return res, 0
 }
 
 var _ = (gofs.FileReleaser)((*sectionHandle)(nil))
 
 func (h *sectionHandle) Release(ctx context.Context) syscall.Errno {
-	h.keeper.put(h.snap)
-	return 0
-}
-
-var _ = (gofs.FilePassthroughFder)((*sectionHandle)(nil))
-
-// PassthroughFd lets the kernel read the image straight from the snapshot's
-// spool. go-fuse registers it once per inode while any handle is open, and
-// every handle open at once reads the same snapshot, so the registered
-// spool is always the right one.
-func (h *sectionHandle) PassthroughFd() (int, bool) {
-	if h.file.kind != kindImage {
-		return 0, false
+	if h.ahead != nil {
+		h.ahead.close()
 	}
-	return int(h.snap.spool.Fd()), true
+	h.keeper.put(h.snap, h.ahead != nil)
+	return 0
 }

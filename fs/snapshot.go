@@ -1,29 +1,48 @@
 package fs
 
 import (
-	"bufio"
 	"fmt"
-	"os"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 )
 
-// snapshot is one checkpoint of a subtree, shared by its three files. The
-// image is spooled into a memfd: its size is known before anyone reads, and
-// the kernel can serve reads of it straight from the memfd (FUSE
-// passthrough) at memory speed.
+// snapshot is one checkpoint of a subtree, shared by its three files. It
+// is taken in two phases (checkpoint.Lay): on first use the tree is frozen
+// and the image laid out, so its exact size and its pids and tree sections
+// are known; then reads are served from the layout, page contents read
+// from the frozen tree as they are asked for. In exchange for the first
+// byte being served at once, and the image at the rate the tree's memory
+// can be read (nothing is spooled: the daemon holds only the small records,
+// and the pages of shared mappings, which processes outside the tree could
+// change), the tree stays frozen while its image may still be read:
+//
+//   - while an image file of the snapshot is open;
+//   - until the image has been read through once, in order, and closed:
+//     then the tree runs on at once, while pids, tree and stat still serve
+//     the snapshot as long as one of its files is open (an image opened
+//     after that is a new snapshot);
+//   - otherwise (stat only, pids or tree only, a partial read) until the
+//     grace period after the last use is over.
+//
+// CRIU, too, keeps a tree stopped while it dumps it. A process of the tree
+// that dies meanwhile (SIGKILL) fails the snapshot: reads fail with EIO, the
+// error is logged, and the rest of the tree runs on at once.
 type snapshot struct {
-	spool   *os.File
-	res     *checkpoint.Result
-	taken   time.Time
-	lastUse time.Time
-	refs    int  // open file handles
-	current bool // still the keeper's snapshot
+	lay       *checkpoint.Layout
+	res       *checkpoint.Result
+	taken     time.Time
+	lastUse   time.Time
+	refs      int  // open file handles
+	imageRefs int  // open image handles among them
+	thawed    bool // its tree runs: the image's pages can no longer be read
+	failed    bool // a process of its tree vanished
+	current   bool // still the keeper's snapshot
+	dropped   chan struct{}
 }
 
 // section returns the byte range a file of the given kind serves.
@@ -46,28 +65,35 @@ func (s *snapshot) readAt(kind int, dest []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	n := min(int64(len(dest)), sec.Len-off)
-	return s.spool.ReadAt(dest[:n], sec.Off+off)
+	k, err := s.lay.ReadAt(dest[:n], sec.Off+off)
+	if err == io.EOF {
+		err = nil
+	}
+	return k, err
 }
 
 func (s *snapshot) fillAttr(kind int, out *fuse.Attr) {
 	out.Mode = fuse.S_IFREG | 0o400
 	out.Size = uint64(s.section(kind).Len)
 	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = maxRead // so that cat and cp ask for large reads
 	out.Nlink = 1
 	out.SetTimes(&s.taken, &s.taken, &s.taken)
 }
 
-// dropIfUnused frees the spool of a snapshot nobody can reach any more.
+// dropIfUnused thaws the tree of a snapshot nobody can reach any more.
 func (s *snapshot) dropIfUnused() {
-	if s.refs == 0 && !s.current && s.spool != nil {
-		s.spool.Close()
-		s.spool = nil
+	if s.refs == 0 && !s.current && s.lay != nil {
+		s.lay.Close()
+		s.lay = nil
+		close(s.dropped)
 	}
 }
 
 // snapshotter keeps the current snapshot of one process directory. A
 // snapshot is taken on first use, kept while any file of it is open plus a
-// grace period after the last use, and replaced on the next use after that.
+// grace period after the last use (see snapshot for when its tree runs on
+// earlier), and replaced on the next use after that.
 type snapshotter struct {
 	pid int
 	cfg *Config
@@ -81,17 +107,31 @@ func newSnapshotter(pid int, cfg *Config) *snapshotter {
 	return &snapshotter{pid: pid, cfg: cfg}
 }
 
-// live reports whether the current snapshot may still be served.
+// live reports whether the current snapshot may still be served. A thawed
+// one lives only while a file of it is open; a failed one not at all.
 func (s *snapshotter) live(now time.Time) bool {
-	return s.cur != nil && (s.cur.refs > 0 || now.Sub(s.cur.lastUse) < s.cfg.Grace)
+	c := s.cur
+	return c != nil && !c.failed && (c.refs > 0 || !c.thawed && now.Sub(c.lastUse) < s.cfg.Grace)
 }
 
-// idle reports whether nothing of this keeper is in use; it then frees the
-// spool of its expired snapshot.
+// idle reports whether nothing of this keeper is in use; it then drops its
+// expired snapshot.
 func (s *snapshotter) idle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.live(time.Now()) {
+		return false
+	}
+	s.retire()
+	return true
+}
+
+// retireUnused drops the current snapshot if no file of it is open,
+// before its grace period is over, and reports whether it did.
+func (s *snapshotter) retireUnused() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.cur.refs > 0 {
 		return false
 	}
 	s.retire()
@@ -108,17 +148,18 @@ func (s *snapshotter) retire() {
 }
 
 // get returns the snapshot for caller, taking a new one if the current one
-// has expired; hold pins it until put. The caller's right to read is checked
-// every time: a snapshot taken for one reader is served to another only if
-// that one could have ptraced every task of it as it was.
-func (s *snapshotter) get(caller checkpoint.Caller, hold bool) (*snapshot, error) {
+// has expired; hold pins it until put, and image says the pin is an open
+// image file, which needs a tree still frozen. The caller's right to read
+// is checked every time: a snapshot taken for one reader is served to
+// another only if that one could have ptraced every task of it as it was.
+func (s *snapshotter) get(caller checkpoint.Caller, hold, image bool) (*snapshot, error) {
 	access, err := caller.Access()
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.live(time.Now()) {
+	if s.live(time.Now()) && !(image && s.cur.thawed) {
 		for _, m := range s.cur.res.Members {
 			if err := access.Check(m); err != nil {
 				return nil, err
@@ -135,46 +176,62 @@ func (s *snapshotter) get(caller checkpoint.Caller, hold bool) (*snapshot, error
 	s.cur.lastUse = time.Now()
 	if hold {
 		s.cur.refs++
+		if image {
+			s.cur.imageRefs++
+		}
 	} else {
 		s.expireLater()
 	}
 	return s.cur, nil
 }
 
-// expireLater frees the snapshot's spool once its grace period has passed
-// unused: an image can be large, and nobody may come back for it.
+// expireLater drops the snapshot, thawing its tree, once its grace period
+// has passed unused.
 func (s *snapshotter) expireLater() {
 	time.AfterFunc(s.cfg.Grace+10*time.Millisecond, func() { s.idle() })
 }
 
-// put releases a snapshot pinned by get.
-func (s *snapshotter) put(snap *snapshot) {
+// put releases a snapshot pinned by get. The last image file closed after
+// the image was read through lets the tree run on.
+func (s *snapshotter) put(snap *snapshot, image bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap.refs--
 	snap.lastUse = time.Now()
+	if image {
+		snap.imageRefs--
+		if snap.imageRefs == 0 && !snap.thawed && snap.lay.Complete() {
+			snap.lay.Thaw()
+			snap.thawed = true
+		}
+	}
 	snap.dropIfUnused()
 	if snap.refs == 0 {
+		if snap.thawed && s.cur == snap {
+			s.retire()
+			return
+		}
 		s.expireLater()
 	}
 }
 
-// take checkpoints the subtree into a new spool. Its time is strictly after
-// the previous snapshot's, so that backup tools see every new snapshot as
-// changed.
+// failed retires snap if it is still the current snapshot: a process of its
+// tree vanished and the rest was thawed, so the next use takes a new one.
+func (s *snapshotter) failed(snap *snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap.failed = true
+	if s.cur == snap {
+		s.retire()
+	}
+}
+
+// take freezes the subtree and lays its image out. Its time is strictly
+// after the previous snapshot's, so that backup tools see every new
+// snapshot as changed.
 func (s *snapshotter) take(allow func(tgid, tid int) error) (*snapshot, error) {
-	fd, err := unix.MemfdCreate(fmt.Sprintf("ckptfs-%d", s.pid), unix.MFD_CLOEXEC)
+	lay, err := checkpoint.Lay(s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow, ReplaceExternal: s.cfg.ReplaceExternal})
 	if err != nil {
-		return nil, os.NewSyscallError("memfd_create", err)
-	}
-	spool := os.NewFile(uintptr(fd), "ckptfs-spool")
-	w := bufio.NewWriterSize(spool, 1<<20)
-	res, err := checkpoint.Write(w, s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow, ReplaceExternal: s.cfg.ReplaceExternal})
-	if err == nil {
-		err = w.Flush()
-	}
-	if err != nil {
-		spool.Close()
 		return nil, err
 	}
 	taken := time.Now()
@@ -182,5 +239,29 @@ func (s *snapshotter) take(allow func(tgid, tid int) error) (*snapshot, error) {
 		taken = s.last.Add(time.Nanosecond)
 	}
 	s.last = taken
-	return &snapshot{spool: spool, res: res, taken: taken, current: true}, nil
+	snap := &snapshot{lay: lay, res: lay.Result(), taken: taken, current: true, dropped: make(chan struct{})}
+	go func() {
+		select {
+		case <-lay.Failed():
+			s.cfg.Logger.Printf("snapshot of %d: %v", s.pid, lay.Err())
+			s.failed(snap)
+		case <-snap.dropped:
+		}
+	}()
+	return snap, nil
+}
+
+// retireUnused drops the snapshots of other directories than key's of
+// which no file is open, letting their trees run, and reports whether it
+// dropped any.
+func (r *root) retireUnused(key procKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dropped := false
+	for k, s := range r.snaps {
+		if k != key && s.retireUnused() {
+			dropped = true
+		}
+	}
+	return dropped
 }
