@@ -17,8 +17,8 @@ import (
 
 // BenchmarkFigures measures, in one run (make bench), what the targets of
 // the restart issue are stated in: checkpoint and restore of a 1 GiB
-// process and of a 200-task tree, the frozen time, the image sizes, and the
-// machine's own limits (memcpy, /proc/<pid>/mem reads, FUSE passthrough
+// process and of a 200-task tree, the frozen time, the image sizes, the
+// daemon's memory, and the machine's own limits (memcpy, /proc/<pid>/mem
 // reads), and prints them as a table with the ratios the targets use.
 func BenchmarkFigures(b *testing.B) {
 	requireEnv(b)
@@ -47,23 +47,35 @@ func BenchmarkFigures(b *testing.B) {
 	procMem := procMemRate(b, pid)
 	row("/proc/<pid>/mem read, 1 GiB heap", fmt.Sprintf("%.2f GB/s", procMem), "")
 
-	// Checkpoint through the mount: a cold cat takes the snapshot.
-	img := filepath.Join("/dev/shm", fmt.Sprintf("ckptfs-bench-%d.img", pid))
-	b.Cleanup(func() { os.Remove(img) })
+	// Checkpoint through the mount: a cold cat takes the snapshot (the
+	// tree is frozen and the image laid out), then reads it, pages from
+	// the frozen process, which runs on once the image is read through
+	// and closed.
 	start = time.Now()
 	catTo(b, m.path(pid, "image"), "/dev/null")
 	cold := time.Since(start)
-	// Within the grace period: the same snapshot, kept for the restore.
-	catTo(b, m.path(pid, "image"), img)
+	thawed := waitThawed(b, pid, 10*time.Second)
+	img := filepath.Join("/dev/shm", fmt.Sprintf("ckptfs-bench-%d.img", pid))
+	b.Cleanup(func() { os.Remove(img) })
+	catTo(b, m.path(pid, "image"), img) // a new snapshot, for the restore
 	size := fileSize(b, img)
 	row("checkpoint 1 GiB via cat (cold)", fmt.Sprintf("%v, %.2f GB/s", cold.Round(time.Millisecond), gbps(size, cold)),
 		fmt.Sprintf("%.0f%% of /proc/<pid>/mem rate (target >= 80%%)", 100*gbps(size, cold)/procMem))
 	row("image size, 1 GiB process", fmt.Sprintf("%d MiB", size>>20), "")
-	// Still the same snapshot: a warm read measures FUSE passthrough alone.
+	row("frozen time via cat (cold)", thawed.Sub(start).Round(time.Millisecond).String(), "until the image is read through and closed")
+	// A snapshot held open is read again from the frozen process: a warm
+	// read, its checksum known, measures serving alone.
+	hold, err := os.Open(m.path(pid, "image"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	catTo(b, m.path(pid, "image"), "/dev/null")
 	start = time.Now()
 	catTo(b, m.path(pid, "image"), "/dev/null")
-	row("FUSE read of the held snapshot", fmt.Sprintf("%.2f GB/s", gbps(size, time.Since(start))), "passthrough from a memfd")
-
+	row("re-read of a held snapshot", fmt.Sprintf("%.2f GB/s", gbps(size, time.Since(start))), "from the frozen process")
+	hold.Close()
+	row("daemon peak RSS", fmt.Sprintf("%d MiB", peakRSS(b, m.pid)>>20), "nothing is spooled")
+	waitThawed(b, pid, 10*time.Second)
 	row("frozen time, 1 GiB process", frozenTime(b, pid), "ckptfs checkpoint --stats to /dev/null")
 
 	// Restore it: kill the original, then cp into restore/.
@@ -87,14 +99,19 @@ func BenchmarkFigures(b *testing.B) {
 	root := tree.Process.Pid
 	b.Cleanup(func() { killTree(b, root); tree.Process.Kill(); tree.Wait() })
 	bufio.NewReader(out).ReadString('\n')
-	for len(subtree(root)) < 201 {
-		time.Sleep(10 * time.Millisecond)
+	// Every child must have run sleep (a child fresh from fork still has
+	// the shell's pipe as its stdout).
+	for deadline := time.Now().Add(readyTimeout); !allSleeping(root, 200); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the 200 sleeps did not start")
+		}
 	}
 	timg := filepath.Join(b.TempDir(), "tree.img")
 	start = time.Now()
 	catTo(b, m.path(root, "image"), timg)
 	ckTree := time.Since(start)
 	row("checkpoint 201-task tree via cat", ckTree.Round(time.Millisecond).String(), "target <= 0.5 s")
+	waitThawed(b, root, 10*time.Second)
 	row("frozen time, 201-task tree", frozenTime(b, root), "")
 	row("image size, 201-task tree", fmt.Sprintf("%d KiB", fileSize(b, timg)>>10), "")
 	killTree(b, root)
@@ -170,6 +187,62 @@ func procMemRate(b *testing.B, pid int) float64 {
 		}
 	}
 	return float64(hi-lo) / time.Since(start).Seconds() / 1e9
+}
+
+// allSleeping reports whether process root has n children, each running
+// sleep.
+func allSleeping(root, n int) bool {
+	tasks := subtree(root)
+	if len(tasks) != n+1 {
+		return false
+	}
+	for _, t := range tasks[1:] {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", t.tgid))
+		if err != nil || strings.TrimSpace(string(comm)) != "sleep" {
+			return false
+		}
+	}
+	return true
+}
+
+// waitThawed waits until no task of the subtree of pid is in a ptrace
+// stop (a snapshot holds it until its grace period is over) and returns
+// when it saw that.
+func waitThawed(b *testing.B, pid int, timeout time.Duration) time.Time {
+	b.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		stopped := false
+		for _, t := range subtree(pid) {
+			if taskState(t.tgid, t.tid) == 't' {
+				stopped = true
+				break
+			}
+		}
+		if !stopped {
+			return time.Now()
+		}
+	}
+	b.Fatalf("pid %d still stopped after %v", pid, timeout)
+	return time.Time{}
+}
+
+// peakRSS returns the peak resident set size of process pid (VmHWM).
+func peakRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmHWM for pid %d", pid)
+	return 0
 }
 
 func catTo(b *testing.B, from, to string) {
