@@ -15,7 +15,7 @@ func Tail(crc uint32, before int64) []byte { return appendTail(nil, crc, before)
 
 // Checksum folds p into crc, the running CRC32C of a stream (0 for none
 // yet), as the TAIL computes it.
-func Checksum(crc uint32, p []byte) uint32 { return crc32.Update(crc, castagnoli, p) }
+func Checksum(crc uint32, p []byte) uint32 { return checksum(crc, p) }
 
 // ChecksumConcat returns the CRC32C of a stream made of a part whose CRC32C
 // is crc1 followed by len2 bytes whose CRC32C is crc2: parts of a stream
@@ -32,7 +32,7 @@ func ChecksumConcat(crc1, crc2 uint32, len2 int64) uint32 {
 // of hash/crc32: the coefficient of x^k is bit 31-k.
 const (
 	gfOne = uint32(1) << 31 // x^0
-	gfX8  = uint32(1) << 23 // x^8
+	gfX   = uint32(1) << 30 // x^1
 )
 
 // gfMul returns a*b modulo the polynomial.
@@ -52,9 +52,12 @@ func gfMul(a, b uint32) uint32 {
 	return p
 }
 
-// xPow8n returns x^(8n) modulo the polynomial, by squaring.
-func xPow8n(n int64) uint32 {
-	r, sq := gfOne, gfX8
+// xPow8n returns x^(8n) modulo the polynomial.
+func xPow8n(n int64) uint32 { return xPowN(8 * n) }
+
+// xPowN returns x^n modulo the polynomial, by squaring.
+func xPowN(n int64) uint32 {
+	r, sq := gfOne, gfX
 	for ; n > 0; n >>= 1 {
 		if n&1 != 0 {
 			r = gfMul(sq, r)
