@@ -167,18 +167,10 @@ func TestRestoreCounterResumes(t *testing.T) {
 
 func TestRestoreRefusesTakenPid(t *testing.T) {
 	testenv.NeedRoot(t)
-	cmd := exec.Command("sleep", "100")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, img := sleepImage(t)
 	pid := cmd.Process.Pid
-	t.Cleanup(func() { killPid(pid) })
-	var img bytes.Buffer
-	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
-		t.Fatal(err)
-	}
 	kids := children(t)
-	_, err := Restore(&img, Options{}) // the original still holds the pid
+	_, err := Restore(img, Options{}) // the original still holds the pid
 	if err == nil || !errors.Is(err, unix.EEXIST) || !strings.Contains(err.Error(), strconv.Itoa(pid)) {
 		t.Fatalf("restore over a live pid: %v, want an error naming pid %d as taken", err, pid)
 	}
@@ -189,15 +181,8 @@ func TestRestoreRefusesTakenPid(t *testing.T) {
 
 func TestRestoreRefusesCorruptImage(t *testing.T) {
 	testenv.NeedRoot(t)
-	cmd := exec.Command("sleep", "100")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, img := sleepImage(t)
 	pid := cmd.Process.Pid
-	var img bytes.Buffer
-	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
-		t.Fatal(err)
-	}
 	killPid(pid)
 	kids := children(t)
 	b := img.Bytes()
@@ -234,16 +219,8 @@ func TestRestoreRefusesCorruptImage(t *testing.T) {
 // fails naming the task, the resource and both values, and leaves nothing.
 func TestRestoreRefusesRaisedHardLimit(t *testing.T) {
 	testenv.NeedRoot(t)
-	cmd := exec.Command("sleep", "100")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, img := sleepImage(t)
 	pid := cmd.Process.Pid
-	t.Cleanup(func() { killPid(pid) })
-	var img bytes.Buffer
-	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
-		t.Fatal(err)
-	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	// The restored task inherits this process's limits (through the
@@ -392,4 +369,21 @@ func attrsOf(t *testing.T, pid int) string {
 		t.Errorf("pid %d: policies %v, want one SCHED_IDLE and one SCHED_FIFO thread", pid, policies)
 	}
 	return b.String()
+}
+
+// sleepImage starts sleep, checkpoints it into memory and returns both; the
+// process is killed, by pid, when the test ends at the latest.
+func sleepImage(t *testing.T) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { killPid(pid) })
+	var img bytes.Buffer
+	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &img
 }
