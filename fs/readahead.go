@@ -132,7 +132,7 @@ func (ra *readAhead) start(off int64, size int) {
 				return // the end
 			}
 			var sum checkpoint.Piece
-			if err == nil {
+			if err == nil && !ra.lay.Complete() {
 				sum = ra.lay.PieceOf(buf[:n], off)
 			}
 			select {

@@ -1,6 +1,9 @@
 package image
 
-import "hash/crc32"
+import (
+	"hash/crc32"
+	"sync/atomic"
+)
 
 // tailSize is the size of the TAIL record, header included.
 const tailSize = HeaderSize + 24
@@ -25,7 +28,25 @@ func Checksum(crc uint32, p []byte) uint32 { return checksum(crc, p) }
 // multiplies its remainder by x^(8*len2) modulo the polynomial, and the
 // initial and final inversions cancel between the two terms.
 func ChecksumConcat(crc1, crc2 uint32, len2 int64) uint32 {
-	return gfMul(xPow8n(len2), crc1) ^ crc2
+	return gfMul(shiftFor(len2), crc1) ^ crc2
+}
+
+// shift is x^(8n) modulo the polynomial for one n: readers join pieces of
+// one size over and over.
+type shift struct {
+	n int64
+	x uint32
+}
+
+var lastShift atomic.Pointer[shift]
+
+func shiftFor(n int64) uint32 {
+	if s := lastShift.Load(); s != nil && s.n == n {
+		return s.x
+	}
+	x := xPow8n(n)
+	lastShift.Store(&shift{n, x})
+	return x
 }
 
 // Polynomials modulo the Castagnoli polynomial, in the reflected bit order
