@@ -25,17 +25,28 @@ import (
 // the reader itself, that keeps two CPUs busy; more only contend.
 const readAheadDepth = 2
 
-// chunkBuffers recycles the read-ahead buffers of every handle.
-var chunkBuffers = sync.Pool{New: func() any { return make([]byte, maxRead) }}
+// chunkBuffers recycles the read-ahead buffers of every handle. Unlike a
+// sync.Pool it keeps them across garbage collections: a fresh buffer costs
+// a page fault per page on its first use, as much as reading it.
+var chunkBuffers = make(chan []byte, 4*(readAheadDepth+2))
 
 func getChunk(n int) []byte {
-	if buf := chunkBuffers.Get().([]byte); cap(buf) >= n {
-		return buf[:n]
+	select {
+	case buf := <-chunkBuffers:
+		if cap(buf) >= n {
+			return buf[:n]
+		}
+	default:
 	}
-	return make([]byte, n)
+	return make([]byte, n, max(n, maxRead))
 }
 
-func putChunk(buf []byte) { chunkBuffers.Put(buf[:cap(buf)]) }
+func putChunk(buf []byte) {
+	select {
+	case chunkBuffers <- buf[:cap(buf)]:
+	default:
+	}
+}
 
 // readAhead serves one open image file: it reads the snapshot's layout and
 // hands it the checksum of every byte served, in the order of the file
