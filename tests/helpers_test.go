@@ -591,8 +591,10 @@ func taskState(tgid, tid int) byte {
 
 // assertRunning fails t if any task of the given tasks is left stopped
 // (t: ptrace stop, T: job control stop) — a checkpoint must always thaw.
-// The state is sampled a few times: a task may be stopped for a moment by
-// a checkpoint that is still finishing.
+// The state is sampled for a while: a task may be stopped by a checkpoint
+// that is still finishing, or by a snapshot of the mount used without its
+// image being read through (a stat, say), which keeps the tree frozen for
+// its grace period.
 func assertRunning(t testing.TB, what string, tasks []taskID) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
@@ -605,7 +607,7 @@ func assertRunning(t testing.TB, what string, tasks []taskID) {
 		if len(stopped) == 0 {
 			return
 		}
-		if attempt == 20 {
+		if attempt == 60 {
 			t.Errorf("%s: tasks left stopped: %s", what, strings.Join(stopped, " "))
 			return
 		}
