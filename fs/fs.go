@@ -34,7 +34,9 @@ type Config struct {
 	AllowOther      bool // let other users in (their requests are checked)
 	Debug           bool // log every FUSE request
 	// Grace keeps a snapshot after its last use so that one tool's stat,
-	// open and read of the three files see the same checkpoint.
+	// open and read of the three files see the same checkpoint. Its tree
+	// stays frozen that long too, unless its image was read through
+	// (see snapshot).
 	Grace  time.Duration
 	Logger *log.Logger
 }
