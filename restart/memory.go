@@ -129,6 +129,7 @@ func (a *addrSpace) mapAll() error {
 	a.fds = make(map[fileKey]uint64)
 	var opens []inject.Call
 	var keys []fileKey
+	keyOf := make(map[int]fileKey) // by VMA index: looked up once
 	paths := uint64(scratchPaths)
 	for i := range a.mm.VMAs {
 		v := &a.mm.VMAs[i]
@@ -139,6 +140,7 @@ func (a *addrSpace) mapAll() error {
 		if err != nil {
 			return err
 		}
+		keyOf[i] = key
 		if _, ok := a.fds[key]; ok {
 			continue
 		}
@@ -170,8 +172,7 @@ func (a *addrSpace) mapAll() error {
 		}
 		fd := ^uint64(0)
 		if v.Flags&image.VMAAnon == 0 || isSharedAnon(v) {
-			key, _ := a.fileKeyOf(v)
-			fd = a.fds[key]
+			fd = a.fds[keyOf[i]]
 		}
 		calls = append(calls, inject.Call{Nr: unix.SYS_MMAP,
 			Args: [6]uint64{v.Start, v.End - v.Start, uint64(v.Prot), mapFlags(v), fd, v.Pgoff}})
