@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // nobody is the unprivileged user the permission tests run as.
@@ -230,5 +232,48 @@ func TestChurn(t *testing.T) {
 	assertRunning(t, "the churning tree", subtree(w.root))
 	if s := taskState(w.root, w.root); s == 0 || s == 'Z' {
 		t.Errorf("the churning root is gone or dead (state %q)", s)
+	}
+}
+
+// TestFailedCheckpointOutput: a checkpoint that fails removes the partial
+// image it wrote to a regular file, and never the device, FIFO or other
+// non-regular file it was told to write to. `ckptfs checkpoint -o
+// /dev/null` of a vanished process once removed /dev/null, and the next
+// shell redirection made a regular file of it.
+func TestFailedCheckpointOutput(t *testing.T) {
+	requireEnv(t)
+	w := startWorkload(t, "simple", nil)
+	gone := w.root
+	killTree(t, w.cmd.Process.Pid)
+	w.cmd.Wait()
+
+	dir := t.TempDir()
+	null := filepath.Join(dir, "null")
+	if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatalf("mknod %s: %v", null, err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	regular := filepath.Join(dir, "image")
+	for _, out := range []string{null, regular} {
+		checkCLIError(t, ckptfs(t, "checkpoint", strconv.Itoa(gone), "-o", out))
+	}
+	if fi, err := os.Lstat(null); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("after a failed checkpoint to %s: %v %v, want the character device kept", null, fi, err)
+	}
+	if _, err := os.Lstat(regular); !os.IsNotExist(err) {
+		t.Errorf("a failed checkpoint left its partial image %s behind (%v)", regular, err)
+	}
+	// A FIFO with no reader would block the open: give it one.
+	rd, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	checkCLIError(t, ckptfs(t, "checkpoint", strconv.Itoa(gone), "-o", fifo))
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("after a failed checkpoint to %s: %v %v, want the FIFO kept", fifo, fi, err)
 	}
 }

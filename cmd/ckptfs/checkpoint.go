@@ -36,8 +36,9 @@ func runCheckpoint(args []string) error {
 		return err
 	}
 	f := os.Stdout
+	var created os.FileInfo // the regular file the image goes to, if any
 	if *out != "-" {
-		if f, err = os.Create(*out); err != nil {
+		if f, created, err = createOutput(*out); err != nil {
 			return err
 		}
 	}
@@ -55,8 +56,39 @@ func runCheckpoint(args []string) error {
 			err = cerr
 		}
 		if err != nil {
-			os.Remove(*out) // never leave a partial image behind
+			removeOutput(*out, created) // never leave a partial image behind
 		}
 	}
 	return err
+}
+
+// createOutput opens path for the image, truncating it, and says whether
+// it is a regular file: only such a file may be removed again on failure.
+func createOutput(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		fi = nil
+	}
+	return f, fi, nil
+}
+
+// removeOutput removes the partial image at path, if path still names the
+// regular file it was written to. A device, FIFO or socket given as the
+// output (-o /dev/null) is never removed: removing /dev/null once left
+// the next shell redirection to create a regular file in its place.
+func removeOutput(path string, created os.FileInfo) {
+	if created == nil {
+		return
+	}
+	if now, err := os.Lstat(path); err == nil && os.SameFile(now, created) {
+		os.Remove(path)
+	}
 }
