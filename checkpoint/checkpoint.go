@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/inject"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 )
 
@@ -42,13 +44,14 @@ type TaskID struct {
 }
 
 // Write checkpoints the subtree rooted at process root and writes its image
-// to w. The tree stays frozen while its state is written, then runs on.
-func Write(w io.Writer, root int, opt Options) (*Result, error) {
-	f, err := freeze(root, &opt)
+// to w. The tree stays frozen while its state is written, then runs on. A
+// ctx done before the end fails the checkpoint, and the tree runs on.
+func Write(ctx context.Context, w io.Writer, root int, opt Options) (*Result, error) {
+	f, err := freeze(ctx, root, &opt)
 	if err != nil {
 		return nil, err
 	}
-	res, err := write(w, f, &opt)
+	res, err := write(ctx, w, f, &opt)
 	if res != nil {
 		res.Frozen = f.frozenFor()
 	}
@@ -62,7 +65,7 @@ func Write(w io.Writer, root int, opt Options) (*Result, error) {
 // write collects the frozen tree and writes its image to w: the one capture
 // of both Write and Lay. If w is a layoutBuilder, the contents of pages are
 // only located (memory.go), and the image is laid out rather than written.
-func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
+func write(ctx context.Context, w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	infos, rootLevel, err := collect(f)
 	if err != nil {
 		return nil, err
@@ -75,7 +78,7 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tables, pipes, err := fileTables(infos, f.held, opt.ReplaceExternal)
+	tables, pipes, err := fileTables(infos, f.seized, opt.ReplaceExternal)
 	if err != nil {
 		return nil, err
 	}
@@ -99,14 +102,29 @@ func write(w io.Writer, f *frozen, opt *Options) (*Result, error) {
 	}
 	res.Tree = Section{start, iw.Offset() - start}
 	states := taskStates(infos, tree)
+	spaces := make(map[int]*inject.Space) // by tgid
 	for i, t := range infos {
 		if err := iw.WriteTask(&states[i]); err != nil {
 			return nil, err
 		}
-		if _, held := f.held[t.tid]; !held {
+		if !f.seized[t.tid] {
 			continue // a zombie: nothing more to save
 		}
-		st, err := readTask(f, t, hdr)
+		if err := ctx.Err(); err != nil {
+			return nil, taskErr(t.tid, "capture", err)
+		}
+		space := spaces[t.tgid]
+		if space == nil {
+			err := f.tr.Do(func() (err error) {
+				space, err = inject.NewSpace(t.tgid)
+				return err
+			})
+			if err != nil {
+				return nil, taskErr(t.tid, "capture", err)
+			}
+			spaces[t.tgid] = space
+		}
+		st, err := readTask(f, t, space)
 		if err == nil {
 			err = st.write(iw, t.tid, int(hdr.PageSize), tables[t.tgid], pipes[t.tgid])
 		}
@@ -160,7 +178,7 @@ func header(f *frozen, infos []*taskInfo, mode image.Mode) (*image.Header, error
 		Kernel:   unix.ByteSliceToString(uts.Release[:]),
 	}
 	for _, t := range infos {
-		if _, held := f.held[t.tid]; !held {
+		if !f.seized[t.tid] {
 			continue // a zombie has no registers
 		}
 		err := f.tr.Do(func() error {

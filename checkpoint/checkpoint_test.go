@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -102,7 +103,7 @@ func TestCaptureTree(t *testing.T) {
 func capture(t *testing.T, pid int, opt Options) (*image.Image, *Result) {
 	t.Helper()
 	var buf bytes.Buffer
-	res, err := Write(&buf, pid, opt)
+	res, err := Write(context.Background(), &buf, pid, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +127,12 @@ func mustChildren(t *testing.T, pid int) []int {
 
 func TestCaptureRefusesSelf(t *testing.T) {
 	testenv.NeedRoot(t)
-	_, err := Write(io.Discard, os.Getpid(), Options{})
+	_, err := Write(context.Background(), io.Discard, os.Getpid(), Options{})
 	if !errors.Is(err, ErrSelf) {
 		t.Fatalf("checkpoint of ourselves: %v, want ErrSelf", err)
 	}
 	// An ancestor's subtree holds us too, and nothing of it may be stopped.
-	_, err = Write(io.Discard, os.Getppid(), Options{})
+	_, err = Write(context.Background(), io.Discard, os.Getppid(), Options{})
 	if !errors.Is(err, ErrSelf) {
 		t.Fatalf("checkpoint of our parent: %v, want ErrSelf", err)
 	}
@@ -143,7 +144,7 @@ func TestCaptureVanished(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Write(io.Discard, cmd.Process.Pid, Options{})
+	_, err := Write(context.Background(), io.Discard, cmd.Process.Pid, Options{})
 	if !errors.Is(err, ErrVanished) || !strings.Contains(err.Error(), "vanished") {
 		t.Fatalf("checkpoint of an exited pid: %v, want ErrVanished", err)
 	}
@@ -152,7 +153,7 @@ func TestCaptureVanished(t *testing.T) {
 func TestContainerModeRefusesNonInit(t *testing.T) {
 	testenv.NeedRoot(t)
 	pid := startTree(t)
-	_, err := Write(io.Discard, pid, Options{Mode: ModeContainer})
+	_, err := Write(context.Background(), io.Discard, pid, Options{Mode: ModeContainer})
 	if !errors.Is(err, ErrOutside) {
 		t.Fatalf("container checkpoint of a non-init: %v, want ErrOutside", err)
 	}
@@ -182,7 +183,7 @@ while True: pass
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Its stdout is a pipe to us: replaced, so that seccomp is what fails.
-	_, err := Write(io.Discard, cmd.Process.Pid, Options{ReplaceExternal: true})
+	_, err := Write(context.Background(), io.Discard, cmd.Process.Pid, Options{ReplaceExternal: true})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "seccomp") {
 		t.Fatalf("checkpoint of a seccomp task: %v, want ErrUnsupported naming seccomp", err)
 	}
@@ -204,13 +205,13 @@ func TestCaptureRefusesWhatLeadsOutside(t *testing.T) {
 	defer out.Close()
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	time.Sleep(50 * time.Millisecond)
-	_, err = Write(io.Discard, cmd.Process.Pid, Options{})
+	_, err = Write(context.Background(), io.Discard, cmd.Process.Pid, Options{})
 	if !errors.Is(err, ErrExternal) || !strings.Contains(err.Error(), "fd 1 is a pipe") {
 		t.Fatalf("checkpoint of a task writing to a pipe outside its tree: %v, want ErrExternal naming fd 1", err)
 	}
 	// Asked to, it records the descriptor to be replaced instead.
 	var buf bytes.Buffer
-	if _, err := Write(&buf, cmd.Process.Pid, Options{ReplaceExternal: true}); err != nil {
+	if _, err := Write(context.Background(), &buf, cmd.Process.Pid, Options{ReplaceExternal: true}); err != nil {
 		t.Fatal(err)
 	}
 	r := image.NewReader(&buf)
@@ -257,7 +258,7 @@ time.sleep(100)
 	out.Read(make([]byte, 1))
 	// Replacing what leads outside does not make an inotify instance
 	// restorable: it is refused by name.
-	_, err := Write(io.Discard, cmd.Process.Pid, Options{ReplaceExternal: true})
+	_, err := Write(context.Background(), io.Discard, cmd.Process.Pid, Options{ReplaceExternal: true})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "inotify") {
 		t.Fatalf("checkpoint of a task with an inotify instance: %v, want ErrUnsupported naming inotify", err)
 	}

@@ -47,7 +47,7 @@ func collect(f *frozen) ([]*taskInfo, int, error) {
 		}
 		infos = append(infos, info)
 	}
-	if err := findSharing(infos, f.held); err != nil {
+	if err := findSharing(infos, f.seized); err != nil {
 		return nil, 0, err
 	}
 	return infos, rootLevel, nil

@@ -24,6 +24,9 @@ var (
 	ErrTraced = fmt.Errorf("checkpoint: task already traced: %w", unix.EBUSY)
 	// ErrStuck: a task did not stop in time.
 	ErrStuck = fmt.Errorf("checkpoint: task did not stop: %w", unix.ETIMEDOUT)
+	// ErrVfork: a process is a vfork child still sharing its parent's
+	// memory; the parent cannot stop until the child execs or exits.
+	ErrVfork = fmt.Errorf("checkpoint: vfork in progress, try again once the child has called exec: %w", unix.EAGAIN)
 )
 
 // TaskError says which task a checkpoint failed on.

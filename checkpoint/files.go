@@ -138,7 +138,7 @@ type holders struct {
 // it, a unix socket only if the tree holds its peer; their buffered bytes
 // are read once. What leads outside the tree is refused, or replaced by
 // /dev/null if replace.
-func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]image.FD, map[int]shared, error) {
+func fileTables(infos []*taskInfo, seized map[int]bool, replace bool) (map[int][]image.FD, map[int]shared, error) {
 	tables := make(map[int][]image.FD)
 	objs := make(map[int]shared)
 	pipes := make(map[uint64]*holders)
@@ -152,7 +152,7 @@ func fileTables(infos []*taskInfo, held map[int]int, replace bool) (map[int][]im
 		if t.tid != t.tgid {
 			continue // threads share their leader's table
 		}
-		if _, live := held[t.tid]; !live {
+		if !seized[t.tid] {
 			continue
 		}
 		fds, err := readFiles(t.tid, replace, &socks)

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/fault"
 )
 
 // Two-phase checkpoints.
@@ -97,13 +99,13 @@ type segment struct {
 // Layout's ReadAt then reads from the tree, kept frozen until Close. The
 // capture is Write's own; only where page contents go differs. The
 // Result's Frozen is the time the first phase took.
-func Lay(root int, opt Options) (*Layout, error) {
-	f, err := freeze(root, &opt)
+func Lay(ctx context.Context, root int, opt Options) (*Layout, error) {
+	f, err := freeze(ctx, root, &opt)
 	if err != nil {
 		return nil, err
 	}
 	b := &layoutBuilder{l: &Layout{f: f, tailOff: -1}}
-	res, err := write(b, f, &opt)
+	res, err := write(ctx, b, f, &opt)
 	if err == nil && (b.l.tailOff < 0 || res.Size != b.off) {
 		err = fmt.Errorf("checkpoint: layout of %d bytes for an image of %d", b.off, res.Size)
 	}
@@ -119,6 +121,7 @@ func Lay(root int, opt Options) (*Layout, error) {
 		f.thaw()
 		return nil, err
 	}
+	fault.Point("checkpoint-laid")
 	return l, nil
 }
 
@@ -210,7 +213,7 @@ func (l *Layout) watch() error {
 	}
 	seen := make(map[int]bool)
 	for _, t := range l.f.tasks {
-		if _, held := l.f.held[t.tid]; !held || seen[t.tgid] {
+		if !l.f.seized[t.tid] || seen[t.tgid] {
 			continue
 		}
 		seen[t.tgid] = true

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -21,7 +22,7 @@ import (
 // lay lays out the subtree of pid, closing the layout at cleanup.
 func lay(t *testing.T, pid int) *Layout {
 	t.Helper()
-	l, err := Lay(pid, Options{})
+	l, err := Lay(context.Background(), pid, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,22 +79,30 @@ func TestLayMatchesWrite(t *testing.T) {
 	pid := startTree(t)
 	var cpu0 unix.CPUSet
 	cpu0.Set(0)
+	// A task let go from a freeze goes back to its group-stop when it next
+	// runs: the second checkpoint must find every one there again.
+	groupStopped := func() {
+		for _, p := range append([]int{pid}, mustChildren(t, pid)...) {
+			for i := 0; i < 100; i++ {
+				if st, _ := procfs.ReadStatus(p); st != nil && st.State == 'T' {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
 	for _, p := range append([]int{pid}, mustChildren(t, pid)...) {
 		if err := unix.SchedSetaffinity(p, &cpu0); err != nil {
 			t.Fatal(err)
 		}
 		syscall.Kill(p, syscall.SIGSTOP)
-		for i := 0; i < 100; i++ {
-			if st, _ := procfs.ReadStatus(p); st != nil && st.State == 'T' {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
 	}
+	groupStopped()
 	var streamed bytes.Buffer
-	if _, err := Write(&streamed, pid, Options{}); err != nil {
+	if _, err := Write(context.Background(), &streamed, pid, Options{}); err != nil {
 		t.Fatal(err)
 	}
+	groupStopped()
 	l := lay(t, pid)
 	res := l.Result()
 	if res.Size != l.Size() || res.Tasks != 3 || res.Frozen <= 0 {

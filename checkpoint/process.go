@@ -47,20 +47,9 @@ func readProcess(t *taskInfo, inj *inject.Task) (*image.Process, error) {
 		return nil, err
 	}
 	p.OOMScoreAdj = int32(adj)
-	sc, err := inject.BorrowStack(inj.Tid, inj.Saved.Rsp, 8)
+	b, err := inj.Query(4, unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, inj.Data())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := inj.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, sc.Addr); err != nil {
-		sc.Release()
-		return nil, err
-	}
-	b, err := sc.Read(4)
-	if rerr := sc.Release(); err == nil {
-		err = rerr
-	}
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("PR_GET_CHILD_SUBREAPER: %w", err)
 	}
 	p.Subreaper = binary.LittleEndian.Uint32(b) != 0
 	return p, nil
@@ -100,20 +89,9 @@ func readThreadAttr(t *taskInfo, inj *inject.Task) (*image.ThreadAttr, error) {
 		// SCHED_DEADLINE's runtime, deadline and period are not recorded.
 		return nil, fmt.Errorf("scheduling policy %s: %w", image.PolicyName(sa.Policy), ErrUnsupported)
 	}
-	sc, err := inject.BorrowStack(inj.Tid, inj.Saved.Rsp, 8)
+	b, err := inj.Query(4, unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, inj.Data())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := inj.Syscall(unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, sc.Addr); err != nil {
-		sc.Release()
 		return nil, fmt.Errorf("PR_GET_PDEATHSIG: %w", err)
-	}
-	b, err := sc.Read(4)
-	if rerr := sc.Release(); err == nil {
-		err = rerr
-	}
-	if err != nil {
-		return nil, err
 	}
 	a.PDeathSig = binary.LittleEndian.Uint32(b)
 	return a, nil

@@ -7,27 +7,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/ptrace"
 )
 
 // readRegs reads a stopped thread's general registers and xsave area.
-func readRegs(tid int, xsaveSize int) (*image.Regs, error) {
+func readRegs(tid int) (*image.Regs, error) {
 	var gp unix.PtraceRegs
 	if err := unix.PtraceGetRegs(tid, &gp); err != nil {
 		return nil, os.NewSyscallError("ptrace(GETREGS)", err)
 	}
-	r := &image.Regs{GP: *(*[27]uint64)(unsafe.Pointer(&gp))}
-	if xsaveSize > 0 {
-		r.XSave = make([]byte, xsaveSize)
-		iov := unix.Iovec{Base: &r.XSave[0]}
-		iov.SetLen(xsaveSize)
-		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGSET, uintptr(tid),
-			unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov)), 0, 0)
-		if e != 0 {
-			return nil, os.NewSyscallError("ptrace(GETREGSET NT_X86_XSTATE)", e)
-		}
-		r.XSave = r.XSave[:iov.Len]
+	xs, err := ptrace.GetXState(tid)
+	if err != nil {
+		return nil, err
 	}
-	return r, nil
+	return &image.Regs{GP: *(*[27]uint64)(unsafe.Pointer(&gp)), XSave: xs}, nil
 }
 
 // readRSeq reads a thread's rseq registration, or nil if it has none.

@@ -32,13 +32,13 @@ var shareKinds = []struct {
 }{{kcmp.Files, image.TaskSharesFiles}, {kcmp.FS, image.TaskSharesFS}}
 
 // findSharing sets the shares flags of every live process of the tree and
-// refuses sharing that restart could not rebuild. held are the tasks
-// seized (zombies are not, and hold no table).
-func findSharing(infos []*taskInfo, held map[int]int) error {
+// refuses sharing that restart could not rebuild. seized are the tasks
+// stopped (zombies are not, and hold no table).
+func findSharing(infos []*taskInfo, seized map[int]bool) error {
 	byTid := make(map[int]*taskInfo, len(infos))
 	var procs []*taskInfo // live thread-group leaders, in tree order
 	for _, t := range infos {
-		if _, live := held[t.tid]; !live {
+		if !seized[t.tid] {
 			continue
 		}
 		byTid[t.tid] = t

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -193,7 +194,7 @@ func TestSharingRefused(t *testing.T) {
 			if c.alone != nil {
 				root = c.alone(pid)
 			}
-			_, err := Write(io.Discard, root, Options{ReplaceExternal: true})
+			_, err := Write(context.Background(), io.Discard, root, Options{ReplaceExternal: true})
 			if !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("checkpoint of %d: %v, want ErrUnsupported", root, err)
 			}

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"unsafe"
 
@@ -12,88 +13,56 @@ import (
 )
 
 // No /proc file shows a signal's handler or a thread's alternate stack, so
-// the stopped task is made to tell them: rt_sigaction and sigaltstack with
-// only an "old" argument, answered into its own stack below the red zone,
-// whose bytes are put back after.
+// the stopped task is made to tell them, through guarded calls that answer
+// in its data area (inject.Guard): rt_sigaction and sigaltstack with only
+// an "old" argument, PR_GET_TID_ADDRESS, getitimer.
 
 // readSigHand reads the disposition of every signal the process catches or
 // ignores (the others are at their default, which a new task has too).
 func readSigHand(t *inject.Task, caught, ignored uint64) ([]image.SigAction, error) {
 	want := caught | ignored
-	if want == 0 {
-		return nil, nil
-	}
-	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 32)
-	if err != nil {
-		return nil, err
-	}
 	var acts []image.SigAction
 	for sig := uint32(1); sig <= image.MaxSignals; sig++ {
 		if want&(1<<(sig-1)) == 0 {
 			continue
 		}
 		// struct kernel_sigaction: handler, flags, restorer, mask.
-		if _, err := t.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), 0, sc.Addr, 8); err != nil {
-			sc.Release()
-			return nil, err
-		}
-		b, err := sc.Read(32)
+		b, err := t.Query(32, unix.SYS_RT_SIGACTION, uint64(sig), 0, t.Data(), 8)
 		if err != nil {
-			sc.Release()
-			return nil, err
+			return nil, fmt.Errorf("rt_sigaction(%d): %w", sig, err)
 		}
 		le := binary.LittleEndian
 		acts = append(acts, image.SigAction{Signo: sig, Handler: le.Uint64(b), Flags: le.Uint64(b[8:]),
 			Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])})
 	}
-	return acts, sc.Release()
+	return acts, nil
 }
 
-// readSigState reads a thread's blocked mask (PTRACE_GETSIGMASK) and its
-// alternate signal stack.
+// readSigState reads a thread's blocked mask and its alternate signal
+// stack. The mask is the one the thread runs its own code with, which the
+// guard knows (a thread stopped in sigsuspend has another for the while).
 func readSigState(t *inject.Task) (*image.SigState, error) {
-	var s image.SigState
-	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGMASK, uintptr(t.Tid), 8,
-		uintptr(unsafe.Pointer(&s.Blocked)), 0, 0)
-	if e != 0 {
-		return nil, os.NewSyscallError("ptrace(GETSIGMASK)", e)
-	}
-	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 24)
+	blocked, err := t.Blocked()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.Syscall(unix.SYS_SIGALTSTACK, 0, sc.Addr); err != nil {
-		sc.Release()
-		return nil, err
-	}
-	b, err := sc.Read(24)
+	s := image.SigState{Blocked: blocked}
+	b, err := t.Query(24, unix.SYS_SIGALTSTACK, 0, t.Data())
 	if err != nil {
-		sc.Release()
-		return nil, err
+		return nil, fmt.Errorf("sigaltstack: %w", err)
 	}
 	le := binary.LittleEndian
 	s.AltSP, s.AltFlags, s.AltSize = le.Uint64(b), le.Uint32(b[8:]), le.Uint64(b[16:])
-	return &s, sc.Release()
+	return &s, nil
 }
 
 // readThread reads the addresses a thread library registered with the
 // kernel: clear_child_tid, which only the thread itself can tell
 // (PR_GET_TID_ADDRESS), and the robust futex list (get_robust_list).
 func readThread(t *inject.Task) (*image.Thread, error) {
-	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 8)
+	b, err := t.Query(8, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, t.Data())
 	if err != nil {
-		return nil, err
-	}
-	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, sc.Addr); err != nil {
-		sc.Release()
-		return nil, err
-	}
-	b, err := sc.Read(8)
-	if rerr := sc.Release(); err == nil {
-		err = rerr
-	}
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("PR_GET_TID_ADDRESS: %w", err)
 	}
 	th := &image.Thread{ClearChildTid: binary.LittleEndian.Uint64(b)}
 	var head, size uint64
@@ -107,33 +76,23 @@ func readThread(t *inject.Task) (*image.Thread, error) {
 
 // readITimers reads the process's three interval timers (getitimer).
 func readITimers(t *inject.Task) (*[3]image.ITimer, error) {
-	sc, err := inject.BorrowStack(t.Tid, t.Saved.Rsp, 32)
-	if err != nil {
-		return nil, err
-	}
 	var timers [3]image.ITimer
 	le := binary.LittleEndian
 	usec := func(b []byte) uint64 { return le.Uint64(b)*1000000 + le.Uint64(b[8:]) }
 	for which := range timers {
-		if _, err := t.Syscall(unix.SYS_GETITIMER, uint64(which), sc.Addr); err != nil {
-			sc.Release()
-			return nil, err
-		}
-		b, err := sc.Read(32) // struct itimerval: interval, then value
+		b, err := t.Query(32, unix.SYS_GETITIMER, uint64(which), t.Data()) // struct itimerval: interval, then value
 		if err != nil {
-			sc.Release()
-			return nil, err
+			return nil, fmt.Errorf("getitimer(%d): %w", which, err)
 		}
 		timers[which] = image.ITimer{Interval: usec(b), Value: usec(b[16:])}
 	}
-	return &timers, sc.Release()
+	return &timers, nil
 }
 
 // readPending reads the signals queued to a thread (and, with shared, to its
-// whole process) without taking them: PTRACE_PEEKSIGINFO. held is a signal
-// that stopped the thread during the freeze; it was taken from the queue
-// then, and is given back to the thread at thaw, so it is pending too.
-func readPending(tid int, shared bool, held int) ([]image.PendingSignal, error) {
+// whole process) without taking them: PTRACE_PEEKSIGINFO. (No signal is
+// ever held aside by the freeze: see freeze.go.)
+func readPending(tid int, shared bool) ([]image.PendingSignal, error) {
 	var out []image.PendingSignal
 	queues := []uint32{0}
 	if shared {
@@ -160,11 +119,6 @@ func readPending(tid int, shared bool, held int) ([]image.PendingSignal, error) 
 			}
 			off += uint64(n)
 		}
-	}
-	if held != 0 {
-		var p image.PendingSignal
-		binary.LittleEndian.PutUint32(p.Info[:], uint32(held)) // si_signo; si_code SI_USER
-		out = append(out, p)
 	}
 	return out, nil
 }

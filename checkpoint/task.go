@@ -31,22 +31,29 @@ type taskState struct {
 }
 
 // readTask reads a stopped task's state, on the tracer's thread. The
-// registers come first, before any injected call borrows them.
-func readTask(f *frozen, t *taskInfo, hdr *image.Header) (*taskState, error) {
+// registers come first, read as the task stopped; then what only the
+// task itself can tell, through guarded calls. space is the task's
+// address space, shared by the threads of its process.
+func readTask(f *frozen, t *taskInfo, space *inject.Space) (*taskState, error) {
 	if t.status.Seccomp != 0 {
 		// Its filter could refuse, trap or kill on the calls capture
 		// injects, and restart does not put filters back.
 		return nil, fmt.Errorf("seccomp mode %d: %w", t.status.Seccomp, ErrUnsupported)
 	}
+	if t.status.ShadowStack {
+		// rt_sigreturn checks a frame against the shadow stack, and the
+		// guard's frame is not one the kernel made.
+		return nil, fmt.Errorf("x86 user shadow stack: %w", ErrUnsupported)
+	}
 	s := &taskState{creds: CredsOf(t.status)}
 	err := f.tr.Do(func() (err error) {
-		if s.regs, err = readRegs(t.tid, int(hdr.XSaveSize)); err != nil {
+		if s.regs, err = readRegs(t.tid); err != nil {
 			return err
 		}
 		if s.rseq, err = readRSeq(t.tid); err != nil {
 			return err
 		}
-		inj, err := inject.New(t.tid)
+		inj, err := inject.Guard(space, t.tid)
 		if err != nil {
 			return err
 		}
@@ -86,7 +93,7 @@ func readTask(f *frozen, t *taskInfo, hdr *image.Header) (*taskState, error) {
 		if s.attr, err = readThreadAttr(t, inj); err != nil {
 			return err
 		}
-		s.pending, err = readPending(t.tid, leader, f.held[t.tid])
+		s.pending, err = readPending(t.tid, leader)
 		return err
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -230,7 +231,7 @@ func (s *snapshotter) failed(snap *snapshot) {
 // after the previous snapshot's, so that backup tools see every new
 // snapshot as changed.
 func (s *snapshotter) take(allow func(tgid, tid int) error) (*snapshot, error) {
-	lay, err := checkpoint.Lay(s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow, ReplaceExternal: s.cfg.ReplaceExternal})
+	lay, err := checkpoint.Lay(context.Background(), s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow, ReplaceExternal: s.cfg.ReplaceExternal})
 	if err != nil {
 		return nil, err
 	}

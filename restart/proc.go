@@ -1,6 +1,7 @@
 package restart
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -20,9 +21,10 @@ type proc struct {
 }
 
 // traceOptions make every task the forest's tasks create traced from birth,
-// and kill the whole half-built forest if the restorer dies.
+// kill the whole half-built forest if the restorer dies, and tell syscall
+// stops from SIGTRAP (injected calls stop at them: internal/inject).
 const traceOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK |
-	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_EXITKILL
+	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD
 
 // seize takes over the stopped seed.
 func seize(tid int) (*proc, error) {
@@ -32,7 +34,7 @@ func seize(tid int) (*proc, error) {
 	if err := ptrace.Interrupt(tid); err != nil {
 		return nil, err
 	}
-	if _, err := ptrace.WaitStop(tid, 5*time.Second); err != nil {
+	if _, err := ptrace.WaitStop(context.Background(), tid, 5*time.Second); err != nil {
 		return nil, err
 	}
 	return adopt(tid)
@@ -79,7 +81,7 @@ func (p *proc) clone(flags uint64, exitSignal int, setTid []int32) (*proc, error
 	}
 	child := p.inj.Child
 	// The child starts traced, in a stop of its own.
-	if _, err := ptrace.WaitStop(child, 5*time.Second); err != nil {
+	if _, err := ptrace.WaitStop(context.Background(), child, 5*time.Second); err != nil {
 		return nil, fmt.Errorf("new task %d: %w", child, err)
 	}
 	return adopt(child)

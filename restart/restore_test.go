@@ -3,6 +3,7 @@ package restart
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -104,7 +105,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 	// them from outside.
 	wantAttrs := attrsOf(t, pid)
 	var img bytes.Buffer
-	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
+	if _, err := checkpoint.Write(context.Background(), &img, pid, checkpoint.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Process.Kill()
@@ -153,7 +154,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 	}
 	// glibc registered rseq for the thread: the registration is back.
 	var again bytes.Buffer
-	if _, err := checkpoint.Write(&again, pid, checkpoint.Options{}); err != nil {
+	if _, err := checkpoint.Write(context.Background(), &again, pid, checkpoint.Options{}); err != nil {
 		t.Fatalf("checkpoint of the restored counter: %v", err)
 	}
 	if before, after := rseqOf(t, img.Bytes()), rseqOf(t, again.Bytes()); before == nil || after == nil || *before != *after {
@@ -382,7 +383,7 @@ func sleepImage(t *testing.T) (*exec.Cmd, *bytes.Buffer) {
 	pid := cmd.Process.Pid
 	t.Cleanup(func() { killPid(pid) })
 	var img bytes.Buffer
-	if _, err := checkpoint.Write(&img, pid, checkpoint.Options{}); err != nil {
+	if _, err := checkpoint.Write(context.Background(), &img, pid, checkpoint.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	return cmd, &img

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -43,7 +46,10 @@ func runCheckpoint(args []string) error {
 		}
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	res, err := checkpoint.Write(w, pid, checkpoint.Options{Mode: mode, ReplaceExternal: replace})
+	// Ctrl-C ends the checkpoint and lets the tree run on.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := checkpoint.Write(ctx, w, pid, checkpoint.Options{Mode: mode, ReplaceExternal: replace})
 	if err == nil {
 		err = w.Flush()
 	}

@@ -76,7 +76,7 @@ func (t *Task) Batch(mem *os.File, code, table uint64, calls []Call) ([]uint64, 
 	if err := unix.PtraceSetRegs(t.Tid, &regs); err != nil {
 		return nil, os.NewSyscallError("ptrace(SETREGS)", err)
 	}
-	if err := t.resume(func(tid int) error { return unix.PtraceCont(tid, 0) }); err != nil {
+	if err := t.contToTrap(); err != nil {
 		return nil, fmt.Errorf("pid %d: syscall batch: %w", t.Tid, err)
 	}
 	if _, err := mem.ReadAt(buf, int64(table)); err != nil {
@@ -92,4 +92,46 @@ func (t *Task) Batch(mem *os.File, code, table uint64, calls []Call) ([]uint64, 
 		}
 	}
 	return results, nil
+}
+
+// contToTrap lets an unguarded task run the batch code until its int3.
+// The int3's SIGTRAP is a signal-delivery-stop, a stop no guarded task is
+// ever left in (see the package doc): batches are for the tasks of a
+// restore, which the tracer's death kills. The next resume suppresses it.
+func (t *Task) contToTrap() error {
+	if t.g != nil {
+		return fmt.Errorf("batches are not for guarded tasks")
+	}
+	sig := 0
+	for {
+		if err := unix.PtraceCont(t.Tid, sig); err != nil {
+			return os.NewSyscallError("ptrace(CONT)", err)
+		}
+		sig = 0
+		ws, err := wait(t.Tid, StepTimeout, kill)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return fmt.Errorf("task died (%v)", describe(ws))
+		case !ws.Stopped():
+		case event(ws) == unix.PTRACE_EVENT_CLONE || event(ws) == unix.PTRACE_EVENT_FORK ||
+			event(ws) == unix.PTRACE_EVENT_VFORK:
+			msg, err := unix.PtraceGetEventMsg(t.Tid)
+			if err != nil {
+				return os.NewSyscallError("ptrace(GETEVENTMSG)", err)
+			}
+			t.Child = int(msg)
+		case event(ws) != 0:
+		case ws.StopSignal() == unix.SIGTRAP:
+			return nil
+		case isFault(ws.StopSignal()):
+			var regs unix.PtraceRegs
+			unix.PtraceGetRegs(t.Tid, &regs)
+			return fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
+		default:
+			t.Pending = int(ws.StopSignal())
+		}
+	}
 }

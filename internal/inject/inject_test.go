@@ -2,6 +2,7 @@ package inject
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -163,12 +164,12 @@ func startSleep(t *testing.T) int {
 
 // seizeStopped attaches to pid and stops it; on the tracer's thread.
 func seizeStopped(pid int) error {
-	if err := ptrace.Seize(pid, 0); err != nil {
+	if err := ptrace.Seize(pid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 		return err
 	}
 	if err := ptrace.Interrupt(pid); err != nil {
 		return err
 	}
-	_, err := ptrace.WaitStop(pid, 5*time.Second)
+	_, err := ptrace.WaitStop(context.Background(), pid, 5*time.Second)
 	return err
 }

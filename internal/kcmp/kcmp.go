@@ -14,12 +14,15 @@ import (
 type Kind uintptr
 
 const (
+	VM    Kind = 1 // KCMP_VM: the address space
 	Files Kind = 2 // KCMP_FILES: the descriptor table
 	FS    Kind = 3 // KCMP_FS: working directory, root and umask
 )
 
 func (k Kind) String() string {
 	switch k {
+	case VM:
+		return "address space"
 	case Files:
 		return "descriptor table"
 	case FS:

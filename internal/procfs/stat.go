@@ -11,6 +11,7 @@ import (
 type Stat struct {
 	Comm      string
 	State     byte
+	PPid      int
 	Nice      int32
 	StartTime uint64 // clock ticks after boot: with the pid, a process's identity
 	ExitCode  int32  // wait status of a zombie (field 52)
@@ -52,6 +53,11 @@ func parseStat(data []byte) (*Stat, error) {
 		return nil, fmt.Errorf("have %d fields, want at least 22", len(fields)+2)
 	}
 	s.State = fields[0][0]
+	ppid, err := strconv.Atoi(string(fields[4-3]))
+	if err != nil {
+		return nil, fmt.Errorf("ppid: %w", err)
+	}
+	s.PPid = ppid
 	nice, err := strconv.ParseInt(string(fields[19-3]), 10, 32)
 	if err != nil {
 		return nil, fmt.Errorf("nice: %w", err)

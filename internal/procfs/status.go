@@ -3,6 +3,7 @@ package procfs
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -35,6 +36,9 @@ type Status struct {
 	NoNewPrivs bool
 	SigIgn     uint64 // signals ignored (bit n-1 for signal n)
 	SigCgt     uint64 // signals caught by a handler
+	// ShadowStack: the thread runs with an x86 user shadow stack, which
+	// rt_sigreturn checks against its own records.
+	ShadowStack bool
 }
 
 // ReadStatus reads /proc/<pid>/status.
@@ -113,6 +117,8 @@ func parseStatus(data []byte) (*Status, error) {
 			s.Seccomp, err = strconv.Atoi(val)
 		case "CapEff":
 			s.CapEff, err = strconv.ParseUint(val, 16, 64)
+		case "x86_Thread_features":
+			s.ShadowStack = slices.Contains(strings.Fields(val), "shstk")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", key, err)

@@ -1,6 +1,7 @@
 package ptrace
 
 import (
+	"context"
 	"os"
 	"time"
 	"unsafe"
@@ -44,11 +45,11 @@ type Stop struct {
 	Signal int
 }
 
-// WaitStop waits up to timeout for tid to report a stop or its exit. It
-// polls with WNOHANG: a blocking wait could not be abandoned, and a task
-// that never stops (blocked in an uninterruptible sleep, say on our own
-// mount) must give an error, not a hung daemon.
-func WaitStop(tid int, timeout time.Duration) (Stop, error) {
+// WaitStop waits up to timeout for tid to report a stop or its exit, or
+// until ctx is done. It polls with WNOHANG: a blocking wait could not be
+// abandoned, and a task that never stops (blocked in an uninterruptible
+// sleep, say on our own mount) must give an error, not a hung daemon.
+func WaitStop(ctx context.Context, tid int, timeout time.Duration) (Stop, error) {
 	deadline := time.Now().Add(timeout)
 	pause := 20 * time.Microsecond
 	for {
@@ -76,6 +77,9 @@ func WaitStop(tid int, timeout time.Duration) (Stop, error) {
 			}
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return Stop{}, err
+		}
 		if time.Now().After(deadline) {
 			return Stop{}, os.NewSyscallError("wait4", unix.ETIMEDOUT)
 		}
@@ -86,24 +90,86 @@ func WaitStop(tid int, timeout time.Duration) (Stop, error) {
 	}
 }
 
-// XState reads the FPU/xsave area of tid (PTRACE_GETREGSET
-// NT_X86_XSTATE) and returns its size and the XCR0 feature mask the
-// kernel stores in its software-reserved bytes.
-func XState(tid int) (size int, features uint64, err error) {
+// GetSigMask returns tid's blocked signal mask (PTRACE_GETSIGMASK).
+func GetSigMask(tid int) (uint64, error) {
+	var mask uint64
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGMASK, uintptr(tid), 8,
+		uintptr(unsafe.Pointer(&mask)), 0, 0)
+	if e != 0 {
+		return 0, os.NewSyscallError("ptrace(GETSIGMASK)", e)
+	}
+	return mask, nil
+}
+
+// SetSigMask sets tid's blocked signal mask (PTRACE_SETSIGMASK). The
+// kernel leaves SIGKILL and SIGSTOP unblocked whatever mask says.
+func SetSigMask(tid int, mask uint64) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SETSIGMASK, uintptr(tid), 8,
+		uintptr(unsafe.Pointer(&mask)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("ptrace(SETSIGMASK)", e)
+	}
+	return nil
+}
+
+// GetXState returns tid's FPU/xsave area (PTRACE_GETREGSET
+// NT_X86_XSTATE), in the standard (uncompacted) format.
+func GetXState(tid int) ([]byte, error) {
 	buf := make([]byte, 16384)
 	iov := unix.Iovec{Base: &buf[0]}
 	iov.SetLen(len(buf))
 	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGSET, uintptr(tid),
 		unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov)), 0, 0)
 	if e != 0 {
-		return 0, 0, os.NewSyscallError("ptrace(GETREGSET NT_X86_XSTATE)", e)
+		return nil, os.NewSyscallError("ptrace(GETREGSET NT_X86_XSTATE)", e)
 	}
-	// struct user_xstateregs: the i387 fxsave area (512 bytes), whose bytes
-	// 464..511 (sw_reserved) ptrace fills with xstate_fx_sw_bytes; word 0
-	// (USER_XSTATE_XCR0_WORD) is the XCR0 feature mask. Kernel ABI.
+	return buf[:iov.Len], nil
+}
+
+// SetXState loads tid's FPU/xsave area (PTRACE_SETREGSET NT_X86_XSTATE).
+func SetXState(tid int, xs []byte) error {
+	iov := unix.Iovec{Base: &xs[0]}
+	iov.SetLen(len(xs))
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SETREGSET, uintptr(tid),
+		unix.NT_X86_XSTATE, uintptr(unsafe.Pointer(&iov)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("ptrace(SETREGSET NT_X86_XSTATE)", e)
+	}
+	return nil
+}
+
+// GetSigInfo returns the siginfo of the signal that stopped tid in a
+// signal-delivery-stop (PTRACE_GETSIGINFO), as the kernel's 128 bytes.
+func GetSigInfo(tid int) ([128]byte, error) {
+	var info [128]byte
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(tid), 0,
+		uintptr(unsafe.Pointer(&info)), 0, 0)
+	if e != 0 {
+		return info, os.NewSyscallError("ptrace(GETSIGINFO)", e)
+	}
+	return info, nil
+}
+
+// XState reads the FPU/xsave area of tid and returns its size and the
+// XCR0 feature mask the kernel stores in its software-reserved bytes.
+func XState(tid int) (size int, features uint64, err error) {
+	buf, err := GetXState(tid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return len(buf), XStateFeatures(buf), nil
+}
+
+// XStateFeatures returns the XCR0 feature mask of an xsave area read with
+// GetXState. struct user_xstateregs: the i387 fxsave area (512 bytes),
+// whose bytes 464..511 (sw_reserved) ptrace fills with
+// xstate_fx_sw_bytes; word 0 (USER_XSTATE_XCR0_WORD) is XCR0. Kernel ABI.
+func XStateFeatures(xs []byte) uint64 {
 	const xcr0Offset = 464
-	features = *(*uint64)(unsafe.Pointer(&buf[xcr0Offset]))
-	return int(iov.Len), features, nil
+	if len(xs) < xcr0Offset+8 {
+		return 0
+	}
+	return *(*uint64)(unsafe.Pointer(&xs[xcr0Offset]))
 }
 
 func wrap(op string, err error) error {
