@@ -115,7 +115,7 @@ func newRestoreFile(cfg *Config, name string, opt restart.Options) *restoreFile 
 	pr, pw := io.Pipe()
 	f := &restoreFile{cfg: cfg, name: name, pipe: pw, result: make(chan restoreResult, 1), mtime: time.Now()}
 	go func() {
-		res, err := restart.Restore(pr, opt)
+		res, err := restart.Restore(context.Background(), pr, opt)
 		if err == nil {
 			// A valid image ends at its tail: more bytes are an error.
 			if n, _ := pr.Read(make([]byte, 1)); n > 0 {

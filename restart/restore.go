@@ -1,6 +1,7 @@
 package restart
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -41,9 +42,10 @@ type Options struct {
 }
 
 // Restore reads an image from r and restarts its tree. It returns once
-// every task runs again (zombies stay zombies). On error nothing it created
-// is left behind: every task is killed and reaped.
-func Restore(r io.Reader, opt Options) (*Result, error) {
+// every task runs again (zombies stay zombies). On error, or when ctx is
+// done before the end, nothing it created is left behind: every task is
+// killed and reaped.
+func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 	ir := image.NewReader(r)
 	hdr, err := ir.Header()
 	if err != nil {

@@ -112,7 +112,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 	cmd.Wait()
 	before := len(reportLines(t, report))
 
-	res, err := Restore(bufio.NewReader(bytes.NewReader(img.Bytes())), Options{})
+	res, err := Restore(context.Background(), bufio.NewReader(bytes.NewReader(img.Bytes())), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestRestoreRefusesTakenPid(t *testing.T) {
 	cmd, img := sleepImage(t)
 	pid := cmd.Process.Pid
 	kids := children(t)
-	_, err := Restore(img, Options{}) // the original still holds the pid
+	_, err := Restore(context.Background(), img, Options{}) // the original still holds the pid
 	if err == nil || !errors.Is(err, unix.EEXIST) || !strings.Contains(err.Error(), strconv.Itoa(pid)) {
 		t.Fatalf("restore over a live pid: %v, want an error naming pid %d as taken", err, pid)
 	}
@@ -195,7 +195,7 @@ func TestRestoreRefusesCorruptImage(t *testing.T) {
 		{"truncated before the tail", b[:len(b)-10]},
 		{"bit flip in the pages", flip(b, len(b)/2)},
 	} {
-		_, err := Restore(bytes.NewReader(c.data), Options{})
+		_, err := Restore(context.Background(), bytes.NewReader(c.data), Options{})
 		if err == nil {
 			t.Errorf("%s: restore succeeded", c.name)
 			killPid(pid)
@@ -254,7 +254,7 @@ func TestRestoreRefusesRaisedHardLimit(t *testing.T) {
 	binary.LittleEndian.PutUint32(b[len(b)-16:], crc32.Checksum(b[:len(b)-32], crc32.MakeTable(crc32.Castagnoli)))
 	kids := children(t)
 
-	res, err := Restore(bytes.NewReader(b), Options{})
+	res, err := Restore(context.Background(), bytes.NewReader(b), Options{})
 	status, _ := os.ReadFile("/proc/self/status")
 	var capEff uint64
 	for _, l := range strings.Split(string(status), "\n") {

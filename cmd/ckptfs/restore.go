@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -28,7 +31,10 @@ func runRestore(args []string) error {
 		}
 		defer f.Close()
 	}
-	res, err := restart.Restore(bufio.NewReaderSize(f, 1<<20), restart.Options{})
+	// Ctrl-C ends the restore; what it built is torn down.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := restart.Restore(ctx, bufio.NewReaderSize(f, 1<<20), restart.Options{})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
