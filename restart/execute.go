@@ -1,6 +1,7 @@
 package restart
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/inject"
 )
 
@@ -19,15 +21,20 @@ const cloneExtra = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE
 // executor runs a plan's steps, each by injecting the step's system call
 // into its actor. It runs on the tracer's thread.
 type executor struct {
+	ctx   context.Context
 	plan  *Plan
 	procs []*proc // by ProcID; procs[Restorer] is the seed
 }
 
 func (e *executor) run() error {
 	for i, st := range e.plan.Steps {
+		if e.ctx.Err() != nil {
+			return fmt.Errorf("step %d (%s): cancelled: %w", i+1, e.plan.StepString(i), context.Cause(e.ctx))
+		}
 		if err := e.step(st); err != nil {
 			return fmt.Errorf("step %d (%s): %w", i+1, e.plan.StepString(i), err)
 		}
+		fault.Point("restart-forest")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/seed"
 )
 
 // reopenFlags are the open flags that only matter when a file is created
@@ -30,9 +31,10 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, soc
 		above = max(above, f.Num+1)
 		inImage[f.Num] = true
 	}
-	// The seed came with stdin, stdout and stderr (the rest it closed): a
-	// process that had closed one of them must not find it open.
-	for n := range uint32(3) {
+	// The seed came with stdin, stdout, stderr and its control socket (the
+	// rest it closed): a process that had no such descriptor must not find
+	// it open.
+	for n := range uint32(seed.Inherited) {
 		if !inImage[n] {
 			if _, err := p.syscall(unix.SYS_CLOSE, uint64(n)); err != nil && !errors.Is(err, unix.EBADF) {
 				return fmt.Errorf("close fd %d: %w", n, err)

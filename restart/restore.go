@@ -2,14 +2,17 @@ package restart
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/cleanup"
+	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 	"github.com/ckptfs/ckptfs/internal/seed"
 )
@@ -44,7 +47,7 @@ type Options struct {
 // Restore reads an image from r and restarts its tree. It returns once
 // every task runs again (zombies stay zombies). On error, or when ctx is
 // done before the end, nothing it created is left behind: every task is
-// killed and reaped.
+// killed and reaped (see teardown).
 func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 	ir := image.NewReader(r)
 	hdr, err := ir.Header()
@@ -75,7 +78,7 @@ func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 		return nil, fmt.Errorf("restart: %w", err)
 	}
 	defer g.close()
-	rs := &restorer{plan: plan, hdr: hdr, ir: ir, tr: ptrace.NewTracer(), pages: newPageFiller(), opt: opt, gate: g}
+	rs := &restorer{ctx: ctx, plan: plan, hdr: hdr, ir: ir, pages: newPageFiller(), opt: opt, gate: g}
 	rs.sockets.capped = opt.As != nil
 	defer rs.pages.close()
 	defer rs.pipes.close()
@@ -84,7 +87,11 @@ func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 	defer rs.shmem.close()
 	res, err := rs.run()
 	if err != nil {
-		rs.teardown()
+		if uerr := rs.undo.Undo(); uerr != nil {
+			// The restore's own error is the one to report; the teardown's
+			// only says it could not wait for everything to be gone.
+			err = fmt.Errorf("%w (and its teardown: %v)", err, uerr)
+		}
 		return nil, err
 	}
 	return res, nil
@@ -100,13 +107,16 @@ func compatible(h *image.Header) error {
 
 // restorer holds a restore in progress.
 type restorer struct {
+	ctx  context.Context
 	plan *Plan
 	hdr  *image.Header
 	ir   *image.Reader
 	tr   *ptrace.Tracer
-	cmd  *exec.Cmd // the seed
+	seed *seed.Seed
 	ex   executor
 	dead map[ProcID]bool // exited as the plan or the image wants
+	// undo tears down what the restore made, should it fail (teardown).
+	undo cleanup.Stack
 
 	opt   Options
 	pages *pageFiller // writes page contents while the next are read
@@ -123,29 +133,65 @@ type restorer struct {
 	shmem     shmemSet    // the image's shared anonymous memory, until mapped
 }
 
+// Tearing down a failed restore.
+//
+// Every task a restore creates is a tracee of its tracer thread, traced
+// with PTRACE_O_EXITKILL from birth (the seed's clones are auto-attached).
+// So the tracer thread's exit, when the daemon dies, kills every task not
+// yet let go and detaches them all in one go. The tasks already let go
+// when a restore fails or the daemon dies are killed by the seed, which
+// guards them through the release (see release).
+//
+// A teardown does it step by step, and waits for each step (killForest):
+// it kills every task, then collects the report of each one's death,
+// children before parents (a namespace's init cannot finish dying while
+// its children's deaths are still ours to collect: waiting for the init
+// first would wait for ever), then lets the seed go, which reaps them and
+// exits once every process it reaps is gone. Waiting for the seed, within
+// a bound, is waiting for the whole forest to be gone. The undo stack
+// holds these steps: kill the forest and let the seed go, end the seed,
+// close the tracer.
+
+// seedExitTimeout bounds the wait for a torn-down forest to be gone.
+const seedExitTimeout = 10 * time.Second
+
 func (rs *restorer) run() (*Result, error) {
-	cmd, err := seed.Start()
-	if err != nil {
+	if err := rs.cancelled("start"); err != nil {
 		return nil, err
 	}
-	rs.cmd = cmd
-	rs.ex = executor{plan: rs.plan, procs: make([]*proc, len(rs.plan.Procs))}
+	rs.tr = ptrace.NewTracer()
+	rs.undo.AddFunc(rs.tr.Close)
+	rs.ex = executor{ctx: rs.ctx, plan: rs.plan, procs: make([]*proc, len(rs.plan.Procs))}
 	rs.dead = make(map[ProcID]bool)
-	err = rs.tr.Do(func() error {
-		s, err := seize(cmd.Process.Pid)
+	err := rs.tr.Do(func() error {
+		// Started from the tracer's thread: the seed's parent-death signal
+		// fires when the thread that forked it exits, and this one lives
+		// exactly as long as the seed must die with it (until release).
+		s, err := seed.Start()
 		if err != nil {
-			return fmt.Errorf("seize seed %d: %w", cmd.Process.Pid, err)
-		}
-		if err := checkXSave(s.tid, rs.hdr); err != nil {
 			return err
 		}
-		if rs.seedCreds, err = credsOfTask(s.tid); err != nil {
+		rs.seed = s
+		rs.undo.Add(rs.endSeed)
+		p, err := seize(s.Pid())
+		if err != nil {
+			return fmt.Errorf("seize seed %d: %w", s.Pid(), err)
+		}
+		fault.Point("restart-seeded")
+		if err := checkXSave(p.tid, rs.hdr); err != nil {
 			return err
 		}
-		rs.ex.procs[Restorer] = s
+		if rs.seedCreds, err = credsOfTask(p.tid); err != nil {
+			return err
+		}
+		rs.ex.procs[Restorer] = p
+		rs.undo.Add(func() error { return rs.tr.Do(rs.killForest) })
 		return rs.ex.run()
 	})
 	if err != nil {
+		if rs.seed == nil {
+			return nil, fmt.Errorf("restart: %w", err)
+		}
 		return nil, fmt.Errorf("restart: build forest: %w", err)
 	}
 	for _, st := range rs.plan.Steps {
@@ -162,6 +208,14 @@ func (rs *restorer) run() (*Result, error) {
 	return rs.release()
 }
 
+// cancelled says why the restore must stop, if its context is done.
+func (rs *restorer) cancelled(at string) error {
+	if rs.ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("restart: cancelled at %s: %w", at, context.Cause(rs.ctx))
+}
+
 // deferredSignals are a process's pending shared signals, queued through
 // its leader once every thread of the tree has its blocked mask back.
 type deferredSignals struct {
@@ -174,6 +228,9 @@ type deferredSignals struct {
 // tasks streams the per-task state of the image into the stopped tasks.
 func (rs *restorer) tasks() error {
 	for {
+		if err := rs.cancelled("the tasks' state"); err != nil {
+			return err
+		}
 		ts, err := rs.ir.NextTask()
 		if err == io.EOF {
 			// The tail's checksum is verified.
@@ -217,12 +274,41 @@ func (rs *restorer) tasks() error {
 		if err := rs.tr.Do(func() error { return rs.task(p, ts) }); err != nil {
 			return fmt.Errorf("pid %d (%s): %w", p.tid, ts.Comm, err)
 		}
+		fault.Point("restart-task")
 	}
 }
 
+// Letting the forest go.
+//
+// Each task is let go by its own PTRACE_DETACH, so there is a moment when
+// some run and others are still held: a daemon dying then would leave half
+// a forest running (the held ones die by EXITKILL). The seed closes that
+// window. It is let go first and handed the pids of every process of the
+// forest, of which it takes pidfds; only once it holds them all are the
+// tasks let go, and then the seed is told to commit. If the daemon dies, or
+// the release fails, before the commit, the seed kills every process it
+// holds; after it, the forest is the restore's result and runs on.
+
+// guardTimeout bounds the wait for the seed to hold the forest's pidfds.
+const guardTimeout = 10 * time.Second
+
 // release lets the whole forest run, and the seed reap.
 func (rs *restorer) release() (*Result, error) {
-	res := &Result{Seed: rs.cmd.Process.Pid}
+	if err := rs.cancelled("release"); err != nil {
+		return nil, err
+	}
+	var pids []int
+	for id, p := range rs.ex.procs {
+		if p != nil && !rs.dead[ProcID(id)] && ProcID(id) != Restorer && !rs.plan.Procs[id].Thread {
+			pids = append(pids, p.tid)
+		}
+	}
+	if err := rs.tr.Do(rs.releaseSeed); err != nil {
+		return nil, fmt.Errorf("restart: release the seed: %w", err)
+	}
+	if err := rs.seed.Guard(pids, guardTimeout); err != nil {
+		return nil, fmt.Errorf("restart: release: %w", err)
+	}
 	err := rs.tr.Do(func() error {
 		for id, p := range rs.ex.procs {
 			if p == nil || rs.dead[ProcID(id)] || ProcID(id) == Restorer {
@@ -231,14 +317,21 @@ func (rs *restorer) release() (*Result, error) {
 			if err := ptrace.Detach(p.tid, p.inj.Pending); err != nil {
 				return fmt.Errorf("release pid %d: %w", p.tid, err)
 			}
+			fault.Point("restart-release")
 		}
-		return rs.releaseSeed()
+		return nil
 	})
-	rs.tr.Close()
 	if err != nil {
 		return nil, fmt.Errorf("restart: %w", err)
 	}
-	go rs.cmd.Wait() // the seed exits once its tree is gone
+	if err := rs.seed.Commit(); err != nil {
+		return nil, fmt.Errorf("restart: commit the release: %w", err)
+	}
+	fault.Point("restart-committed")
+	rs.undo.Release()
+	rs.tr.Close()      // traces nothing any more
+	go rs.seed.Wait(0) // the seed exits once its tree is gone; reap it then
+	res := &Result{Seed: rs.seed.Pid()}
 	for _, t := range rs.plan.Forest.Tree.Tasks {
 		id := rs.plan.ByTag[t.Pid]
 		p := rs.ex.procs[id]
@@ -250,42 +343,93 @@ func (rs *restorer) release() (*Result, error) {
 	return res, nil
 }
 
-// teardown kills everything a failed restore created, then lets the seed
-// reap it and exit.
-func (rs *restorer) teardown() {
-	if rs.cmd == nil {
-		rs.tr.Close()
-		return
-	}
-	rs.tr.Do(func() error {
-		for id, p := range rs.ex.procs {
-			if p != nil && ProcID(id) != Restorer && !rs.dead[ProcID(id)] {
-				p.kill()
-			}
-		}
-		if rs.ex.procs[Restorer] != nil {
-			return rs.releaseSeed()
-		}
-		return nil
-	})
-	rs.tr.Close() // detaches (and, EXITKILL, kills) whatever is still traced
-	unix.Kill(rs.cmd.Process.Pid, unix.SIGCONT)
-	rs.cmd.Wait()
-}
-
-// releaseSeed lets the seed go on from where it stopped itself, into the
-// loop that reaps the tree.
+// releaseSeed lets the seed go on from where it stopped itself, into
+// guarding the release and then reaping the tree.
 func (rs *restorer) releaseSeed() error {
 	s := rs.ex.procs[Restorer]
+	if s == nil {
+		return nil // let go already
+	}
+	// From now on it outlives the daemon (see seed.c).
+	if _, err := s.syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, 0); err != nil {
+		return fmt.Errorf("clear the seed's parent-death signal: %w", err)
+	}
 	if err := s.inj.Restore(); err != nil {
 		return err
 	}
 	if err := ptrace.Detach(s.tid, 0); err != nil {
 		return err
 	}
+	rs.ex.procs[Restorer] = nil // no longer ours to drive
 	// It stopped itself with SIGSTOP before we seized it, and a task
 	// detached in a group stop stays stopped.
 	return unix.Kill(s.tid, unix.SIGCONT)
+}
+
+// reapTimeout bounds the wait for the tasks of a torn-down forest to die.
+const reapTimeout = 5 * time.Second
+
+// killForest kills every task the restore made but the seed, collects the
+// reports of their deaths (see "Tearing down"), then lets the seed go to
+// reap them. On the tracer's thread.
+func (rs *restorer) killForest() error {
+	var tids []int // in creation order: parents before children
+	for id, p := range rs.ex.procs {
+		if p != nil && ProcID(id) != Restorer && !rs.dead[ProcID(id)] {
+			tids = append(tids, p.tid)
+		}
+	}
+	for _, tid := range tids {
+		unix.Kill(tid, unix.SIGKILL)
+	}
+	deadline := time.Now().Add(reapTimeout)
+	var stuck []int
+	for i := len(tids) - 1; i >= 0; i-- {
+		if !reapTracee(tids[i], deadline) {
+			stuck = append(stuck, tids[i])
+		}
+	}
+	err := rs.releaseSeed()
+	if len(stuck) > 0 {
+		err = errors.Join(err, fmt.Errorf("tasks %v did not die within %v of SIGKILL", stuck, reapTimeout))
+	}
+	return err
+}
+
+// reapTracee collects the report of a killed tracee's death, which hands
+// it on to its parent to reap; false if it has not died by deadline.
+func reapTracee(tid int, deadline time.Time) bool {
+	for pause := 50 * time.Microsecond; ; pause = min(2*pause, 5*time.Millisecond) {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil: // ECHILD: not ours any more, or already reported
+			return true
+		case got == tid && (ws.Exited() || ws.Signaled()):
+			return true
+		case got == tid:
+			continue // a stop reported before the kill took effect
+		case time.Now().After(deadline):
+			return false
+		}
+		time.Sleep(pause)
+	}
+}
+
+// endSeed is the last step of a teardown: a seed still held (traced, or
+// stopped before it was seized) is killed; one let go is told to abort,
+// and kills what it guards. Either way it exits once the forest is gone,
+// which is waited for, within a bound.
+func (rs *restorer) endSeed() error {
+	if rs.ex.procs == nil || rs.ex.procs[Restorer] != nil {
+		// Never let go: it died with its tracer (EXITKILL), or was never
+		// seized. Make sure.
+		unix.Kill(rs.seed.Pid(), unix.SIGKILL)
+	}
+	rs.seed.Abort()
+	return rs.seed.Wait(seedExitTimeout)
 }
 
 func pidNumbers(p *image.Pids, tag image.Tag) []int32 {

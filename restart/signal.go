@@ -84,6 +84,15 @@ func (p *proc) setITimers(t *[3]image.ITimer, rsp uint64) error {
 		if it.Value == 0 && it.Interval == 0 {
 			continue
 		}
+		if it.Value == 0 {
+			// An interval timer that has expired and whose signal is still
+			// pending reads 0 left: the kernel re-arms ITIMER_REAL only
+			// when its SIGALRM is taken (dequeue_signal), and the frozen
+			// process had not taken it yet. The signal comes back pending;
+			// the timer is armed for its next interval, where a value of 0
+			// would disarm it for good.
+			it.Value = it.Interval
+		}
 		arg := make([]byte, 32) // struct itimerval: interval, then value
 		le := binary.LittleEndian
 		le.PutUint64(arg, it.Interval/1000000)
