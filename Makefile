@@ -5,7 +5,7 @@ MOUNT   ?= /mnt/ckpt
 # Tests start and kill real processes: one package at a time, no caching.
 TESTFLAGS ?= -count=1 -p 1 -timeout 15m
 
-.PHONY: all build mount test unit vet fuzz bench clean
+.PHONY: all build mount test unit vet fuzz bench stress clean
 
 all: build
 
@@ -35,6 +35,14 @@ fuzz:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 ./tests/
+
+# Kill the daemon at STRESS random instants of a checkpoint (and, every
+# other round, of a restore) and check each time that nothing was harmed
+# (root and /dev/fuse; not part of `make test`). CKPTFS_STRESS_SEED=N
+# replays a run's instants.
+STRESS ?= 60
+stress:
+	CKPTFS_STRESS=$(STRESS) $(GO) test -count=1 -p 1 -timeout 60m -run '^TestStressDaemonKill$$' -v ./tests/
 
 clean:
 	rm -rf bin

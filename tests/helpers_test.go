@@ -163,6 +163,66 @@ func ckptfs(t testing.TB, args ...string) result {
 type mount struct {
 	dir string
 	pid int // the daemon
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the daemon has exited and been reaped
+	out    *lockedBuffer // everything the daemon printed
+}
+
+// lockedBuffer keeps what a process writes, for a test to search.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// log returns what the daemon has printed so far.
+func (m *mount) log() string { return m.out.String() }
+
+// gone reports whether the daemon has exited (and been reaped).
+func (m *mount) gone() bool {
+	select {
+	case <-m.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitExit waits up to timeout for the daemon to exit, and reports whether
+// it did.
+func (m *mount) waitExit(timeout time.Duration) bool {
+	select {
+	case <-m.exited:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// kill sends SIGKILL to the daemon now and waits until it is gone (reaped:
+// the kernel has then aborted its FUSE connection and detached every task
+// it traced). Only a mount of testMountWith may be killed.
+func (m *mount) kill(t testing.TB) {
+	t.Helper()
+	// Through os.Process: it never signals a reused pid.
+	if err := m.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatalf("SIGKILL to ckptfs mount %d: %v", m.pid, err)
+	}
+	if !m.waitExit(stopTimeout) {
+		t.Fatalf("ckptfs mount %d still runs %v after SIGKILL (state %c)", m.pid, stopTimeout, taskState(m.pid, m.pid))
+	}
 }
 
 // path joins elements below the mountpoint.
@@ -182,6 +242,22 @@ func (m *mount) path(elem ...any) string {
 // The mountpoint's parent is world-searchable so that tests with
 // --allow-other can reach it as another user.
 func testMount(t testing.TB, extra ...string) *mount {
+	t.Helper()
+	return startMount(t, false, nil, extra...)
+}
+
+// testMountWith is testMount for a daemon that may die: environ is added
+// to its environment (CKPTFS_FAULT=POINT:N, see internal/fault), and the
+// test may kill it (m.kill). Its cleanup accepts a daemon that is already
+// gone: the mount it left is stale (every use fails with ENOTCONN) and is
+// detached, and its directory removed. A daemon still alive at the end is
+// stopped with SIGTERM and must exit cleanly, as testMount's.
+func testMountWith(t testing.TB, environ []string, extra ...string) *mount {
+	t.Helper()
+	return startMount(t, true, environ, extra...)
+}
+
+func startMount(t testing.TB, mayDie bool, environ []string, extra ...string) *mount {
 	t.Helper()
 	parent, err := os.MkdirTemp("", "ckptfs-mnt-")
 	if err != nil {
@@ -204,8 +280,13 @@ func testMount(t testing.TB, extra ...string) *mount {
 		args = append(args, "--debug")
 	}
 	cmd := exec.Command(env.bin, args...)
+	if len(environ) > 0 {
+		cmd.Env = append(os.Environ(), environ...)
+	}
 	logw := &lineLogger{t: t, prefix: "ckptfs mount: "}
-	cmd.Stdout, cmd.Stderr = logw, logw
+	out := &lockedBuffer{}
+	cmd.Stdout = io.MultiWriter(logw, out)
+	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = 2 * time.Second
 	// If this test binary dies, the daemon dies with it (and the kernel
 	// aborts its connection, so nothing waits on it forever).
@@ -215,8 +296,8 @@ func testMount(t testing.TB, extra ...string) *mount {
 		os.Remove(parent)
 		t.Fatalf("start ckptfs mount: %v", err)
 	}
-	m := &mount{dir: dir, pid: cmd.Process.Pid}
 	exited := make(chan struct{})
+	m := &mount{dir: dir, pid: cmd.Process.Pid, cmd: cmd, exited: exited, out: out}
 	var waitErr error
 	go func() {
 		waitErr = cmd.Wait()
@@ -225,6 +306,24 @@ func testMount(t testing.TB, extra ...string) *mount {
 
 	t.Cleanup(func() {
 		defer logw.flush()
+		if mayDie && m.gone() {
+			// Killed (or killed itself at a fault point): what it
+			// left mounted is stale. Detach it, never touching it.
+			if mounted(dir) {
+				if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+					t.Errorf("detach the stale mount %s: %v", dir, err)
+				}
+			}
+			if mounted(dir) {
+				t.Errorf("%s is STILL mounted; leaving the directory in place", dir)
+				return
+			}
+			if err := os.Remove(dir); err != nil {
+				t.Errorf("remove mountpoint: %v", err)
+			}
+			os.Remove(parent)
+			return
+		}
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			t.Errorf("SIGTERM to ckptfs mount: %v", err)
 		}
@@ -452,7 +551,12 @@ func killSubtree(pid int) []proc {
 					continue
 				}
 				seen[tk.tgid] = true
-				found = append(found, proc{tk.tgid, startTime(tk.tgid)})
+				// A process gone (reaped) since it was listed has no
+				// start time: nothing to kill or reap, and a zero start
+				// would never be told from a gone one by reapProcs.
+				if st := startTime(tk.tgid); st != 0 {
+					found = append(found, proc{tk.tgid, st})
+				}
 			}
 		}
 		if len(found) == 0 && round > 0 {

@@ -17,12 +17,15 @@ import (
 
 // env is what TestMain prepared for every test.
 var env struct {
-	skip    string // why the integration tests cannot run here; "" if they can
-	fail    string // why they must fail (a build broke, or CI demands root)
-	bin     string // the ckptfs binary
-	forest  string // the workload program
-	workDir string // holds both; removed at exit
-	modRoot string
+	skip     string // why the integration tests cannot run here; "" if they can
+	fail     string // why they must fail (a build broke, or CI demands root)
+	bin      string // the ckptfs binary
+	forest   string // the workload program
+	sentinel string // the self-checking workload of the crash tests
+	workDir  string // holds the binaries; removed at exit
+	modRoot  string
+	// graceFlag: `ckptfs mount` accepts --grace DURATION.
+	graceFlag bool
 }
 
 // requireEnv skips or fails t when TestMain found the environment unusable.
@@ -105,16 +108,32 @@ func setup() {
 		env.fail = fmt.Sprintf("building ./cmd/ckptfs failed (%v):\n%s", err, out)
 		return
 	}
-	src := filepath.Join(root, "tests", "workload", "forest.c")
-	// Static binaries start faster and do not depend on the loader; fall
-	// back to a dynamic one where no static libc is installed.
-	args := []string{"-O1", "-pthread", "-Wall", "-o", env.forest, src}
+	if err := compileWorkload(root, "forest.c", "-O1", env.forest); err != nil {
+		env.fail = err.Error()
+		return
+	}
+	env.sentinel = filepath.Join(dir, "sentinel")
+	if err := compileWorkload(root, "sentinel.c", "-O2", env.sentinel); err != nil {
+		env.fail = err.Error()
+		return
+	}
+	// --grace is newer than some daemons: use it where it is known.
+	help, _ := runSetup(time.Minute, root, env.bin, "mount", "--help")
+	env.graceFlag = bytes.Contains(help, []byte("--grace"))
+}
+
+// compileWorkload compiles tests/workload/<src> into out. Static binaries
+// start faster and do not depend on the loader; it falls back to a dynamic
+// one where no static libc is installed.
+func compileWorkload(root, src, opt, out string) error {
+	path := filepath.Join(root, "tests", "workload", src)
+	args := []string{opt, "-pthread", "-Wall", "-o", out, path}
 	if _, err := runSetup(time.Minute, root, "gcc", append([]string{"-static"}, args...)...); err != nil {
-		if out, err := runSetup(time.Minute, root, "gcc", args...); err != nil {
-			env.fail = fmt.Sprintf("compiling %s failed (%v):\n%s", src, err, out)
-			return
+		if msg, err := runSetup(time.Minute, root, "gcc", args...); err != nil {
+			return fmt.Errorf("compiling %s failed (%v):\n%s", path, err, msg)
 		}
 	}
+	return nil
 }
 
 // moduleRoot finds the directory holding go.mod, upwards from the test's

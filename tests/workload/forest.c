@@ -1,6 +1,7 @@
 // forest: process trees for the ckptfs integration tests.
 //
 //	forest SCENARIO
+//	forest fusewait PATH
 //
 // Each scenario builds a tree of processes (and threads), waits until every
 // member has finished setting itself up, then the root prints one line to
@@ -513,6 +514,39 @@ static int sc_churn(void)
 	return 1;
 }
 
+// fusewait PATH: the root alone. After READY it opens PATH and reads it,
+// once; then it waits to be killed. The tests point PATH into a mount whose
+// daemon they stopped: the root then waits in FUSE, interruptibly (state S)
+// until a signal comes, then, as the kernel waits for the daemon's answer
+// to its interrupt, killably (state D), where no freeze can stop it. SIGUSR1
+// has a handler that does nothing: sending it moves the wait to D.
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static int sc_fusewait(void)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		die("sigaction: %s", strerror(errno));
+	return 0;
+}
+
+static void fusewait(const char *path)
+{
+	char buf[64];
+
+	alarm(LIFETIME_S);
+	int fd = open(path, O_RDONLY);
+	if (fd >= 0) {
+		(void)!read(fd, buf, sizeof buf);
+		close(fd);
+	}
+	hang();
+}
+
 static void churn_forever(void)
 {
 	alarm(LIFETIME_S);
@@ -532,8 +566,8 @@ int main(int argc, char **argv)
 	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
-	if (argc != 2)
-		die("usage: forest simple|sessions|deadpgrp|deadsession|threads|zombie|pidns|container|churn");
+	if (argc != 2 && !(argc == 3 && !strcmp(argv[1], "fusewait")))
+		die("usage: forest simple|sessions|deadpgrp|deadsession|threads|zombie|pidns|container|churn|fusewait PATH");
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
@@ -567,6 +601,8 @@ int main(int argc, char **argv)
 		n = sc_pidns();
 	else if (!strcmp(sc, "churn"))
 		n = sc_churn();
+	else if (!strcmp(sc, "fusewait"))
+		n = sc_fusewait();
 	else
 		die("unknown scenario %s", sc);
 	wait_count(n);
@@ -576,6 +612,8 @@ int main(int argc, char **argv)
 	quiet();
 	if (!strcmp(sc, "churn"))
 		churn_forever();
+	if (!strcmp(sc, "fusewait"))
+		fusewait(argv[2]);
 	hang();
 	return 0;
 }
