@@ -277,3 +277,31 @@ func TestFailedCheckpointOutput(t *testing.T) {
 		t.Errorf("after a failed checkpoint to %s: %v %v, want the FIFO kept", fifo, fi, err)
 	}
 }
+
+// TestVfork: a process in vfork waits uninterruptibly for its child to
+// exec or exit, and can never stop for a freeze; its child shares its
+// memory. Checkpointing either, or a tree holding them, is refused at once
+// with EAGAIN, naming vfork, instead of waiting for a stop that cannot come;
+// the tree is left as it was.
+func TestVfork(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	w := startWorkload(t, "vfork", nil)
+	parent, child := w.key(t, "parent"), w.key(t, "child")
+	for _, pid := range []int{parent, child, w.root} {
+		r := run(t, cmdTimeout, nil, "cat", m.path(pid, "image"))
+		expectFail(t, r, syscall.EAGAIN.Error())
+		if !strings.Contains(m.log(), "vfork") {
+			t.Errorf("cat of %d: the daemon's log does not say vfork:\n%s", pid, m.log())
+		}
+		r = ckptfs(t, "checkpoint", strconv.Itoa(pid), "-o", filepath.Join(t.TempDir(), "img"))
+		checkCLIError(t, r)
+		if !strings.Contains(string(r.stderr), "vfork") {
+			t.Errorf("ckptfs checkpoint %d: %q does not say vfork", pid, r.stderr)
+		}
+	}
+	if s := taskState(parent, parent); s != 'D' {
+		t.Errorf("the vfork parent is in state %c, want D (still waiting for its child)", s)
+	}
+	assertRunning(t, "the vfork tree", subtree(w.root))
+}

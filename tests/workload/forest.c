@@ -71,6 +71,7 @@ enum {
 	SLOT_ROOT,
 	SLOT_A, SLOT_B, SLOT_C, SLOT_D, // pidns: namespace inits
 	SLOT_INIT,                      // container: the namespace init
+	SLOT_VFORKED,                   // vfork: the child that has not exec'd
 };
 
 static void die(const char *fmt, ...)
@@ -514,6 +515,31 @@ static int sc_churn(void)
 	return 1;
 }
 
+// vfork: a child ("vf-parent") that calls vfork; the vfork child
+// ("vf-child") neither execs nor exits but sleeps on, sharing its parent's
+// memory, while the parent waits in vfork, uninterruptibly. The child does
+// nothing but raw system calls and stores to the shared page (it runs on
+// its parent's stack). READY names both: parent= and child=.
+static int sc_vfork(void)
+{
+	pid_t p = xfork();
+	if (p == 0) {
+		name("vf-parent");
+		if (vfork() == 0) {
+			struct timespec ts = {3600, 0};
+
+			sh->pids[SLOT_VFORKED] = syscall(SYS_getpid);
+			__atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
+			for (;;)
+				syscall(SYS_nanosleep, &ts, NULL);
+		}
+		hang(); // never reached while the child lives
+	}
+	wait_count(1);
+	say(" parent=%d child=%d", p, sh->pids[SLOT_VFORKED]);
+	return 1;
+}
+
 // fusewait PATH: the root alone. After READY it opens PATH and reads it,
 // once; then it waits to be killed. The tests point PATH into a mount whose
 // daemon they stopped: the root then waits in FUSE, interruptibly (state S)
@@ -567,7 +593,7 @@ int main(int argc, char **argv)
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
 	if (argc != 2 && !(argc == 3 && !strcmp(argv[1], "fusewait")))
-		die("usage: forest simple|sessions|deadpgrp|deadsession|threads|zombie|pidns|container|churn|fusewait PATH");
+		die("usage: forest simple|sessions|deadpgrp|deadsession|threads|zombie|pidns|container|churn|vfork|fusewait PATH");
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
@@ -603,6 +629,8 @@ int main(int argc, char **argv)
 		n = sc_churn();
 	else if (!strcmp(sc, "fusewait"))
 		n = sc_fusewait();
+	else if (!strcmp(sc, "vfork"))
+		n = sc_vfork();
 	else
 		die("unknown scenario %s", sc);
 	wait_count(n);
