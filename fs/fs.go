@@ -62,19 +62,25 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 		AttrTimeout:     &zero,
 		NegativeTimeout: &zero,
 		Logger:          cfg.Logger,
-		MountOptions: fuse.MountOptions{
-			AllowOther:   cfg.AllowOther,
-			Debug:        cfg.Debug,
-			FsName:       "ckptfs",
-			Name:         "ckptfs",
-			DirectMount:  true, // root needs no fusermount
-			MaxReadAhead: maxRead,
-			MaxWrite:     maxRead, // also max_read and max_pages: reads of 1 MiB arrive whole
-			// Replies come from memory (writev), never from a file
-			// descriptor; splicing them would only cost a pipe per read.
-			DisableSplice: true,
-			Logger:        cfg.Logger,
-		},
+		MountOptions:    mountOptions(&cfg),
 	}
 	return gofs.Mount(dir, newRoot(&cfg), opts)
+}
+
+// mountOptions are the FUSE server's options (the read-ahead's replies
+// depend on them: see chunkResult).
+func mountOptions(cfg *Config) fuse.MountOptions {
+	return fuse.MountOptions{
+		AllowOther:   cfg.AllowOther,
+		Debug:        cfg.Debug,
+		FsName:       "ckptfs",
+		Name:         "ckptfs",
+		DirectMount:  true, // root needs no fusermount
+		MaxReadAhead: maxRead,
+		MaxWrite:     maxRead, // also max_read and max_pages: reads of 1 MiB arrive whole
+		// Replies come from memory (writev), never from a file
+		// descriptor; splicing them would only cost a pipe per read.
+		DisableSplice: true,
+		Logger:        cfg.Logger,
+	}
 }

@@ -14,7 +14,8 @@ import (
 // and stays listed with the outcome until removed.
 type restoreDir struct {
 	gofs.Inode
-	cfg *Config
+	cfg     *Config
+	restore restoreFunc // restart.Restore
 
 	mu    sync.Mutex
 	files map[string]*restoreFile
@@ -40,7 +41,7 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	if _, ok := d.files[name]; ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	f := newRestoreFile(d.cfg, name, opt)
+	f := newRestoreFile(d.cfg, name, opt, d.restore)
 	if d.files == nil {
 		d.files = make(map[string]*restoreFile)
 	}
@@ -49,7 +50,7 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	var attr fuse.AttrOut
 	f.Getattr(ctx, nil, &attr)
 	out.Attr = attr.Attr
-	return ino, nil, fuse.FOPEN_DIRECT_IO, 0
+	return ino, &restoreWriter{f}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 var _ = (gofs.NodeLookuper)((*restoreDir)(nil))

@@ -20,34 +20,46 @@ import (
 // restoreFile is restore/<name>: the image written to it streams straight
 // into a restart as it arrives (the format is read front to back); when
 // the writer closes the file the restart finishes, and from then on reading
-// the file tells the outcome as JSON.
+// the file tells the outcome as JSON. The writer's side (restore_writer.go)
+// is its handle: a writer that goes away before the restart finished
+// cancels it, and the restart undoes everything it made.
 type restoreFile struct {
 	gofs.Inode
 	cfg  *Config
 	name string
 
-	mu      sync.Mutex
-	pipe    *io.PipeWriter // feeds the restart while the image arrives
-	result  chan restoreResult
-	size    int64 // bytes written so far: the next write's offset
-	done    bool
-	errno   syscall.Errno
-	outcome []byte // JSON
-	mtime   time.Time
+	pipe  *io.PipeWriter     // feeds the restart while the image arrives
+	stop  context.CancelFunc // cancels the restart's context
+	turn  chan struct{}      // one write (or the end of the image) at a time
+	ended chan struct{}      // closed once the restart returned
+
+	mu        sync.Mutex
+	size      int64 // bytes written so far: the next write's offset
+	closed    bool  // the writer ended the image (Flush)
+	first     error // the first error: the restart's, or why it was cancelled
+	cancelled bool  // first is the writer's going away
+	done      bool  // the restart returned: what follows is final
+	errno     syscall.Errno
+	outcome   []byte // JSON
+	mtime     time.Time
 }
 
-type restoreResult struct {
-	res *restart.Result
-	err error
-}
+// restoreFunc runs a restart from an image read from r: restart.Restore,
+// or a test's fake.
+type restoreFunc func(ctx context.Context, r io.Reader, opt restart.Options) (*restart.Result, error)
 
 // Outcome is what reading restore/<name> returns once the restart ran.
 type Outcome struct {
-	State string        `json:"state"` // "running" or "failed"
-	Error string        `json:"error,omitempty"`
-	Root  int           `json:"root,omitempty"` // the new root's pid in the daemon's namespace
-	Seed  int           `json:"seed,omitempty"` // its parent, which reaps the tree
-	Tasks []TaskOutcome `json:"tasks,omitempty"`
+	State string `json:"state"` // "running" or "failed"
+	// Error is the first error: the restart's, which names the step it
+	// failed at, or why the restore was cancelled.
+	Error string `json:"error,omitempty"`
+	// Cancelled: the writer went away (was killed or interrupted, or
+	// released the file) before the restart finished, which undid it.
+	Cancelled bool          `json:"cancelled,omitempty"`
+	Root      int           `json:"root,omitempty"` // the new root's pid in the daemon's namespace
+	Seed      int           `json:"seed,omitempty"` // its parent, which reaps the tree
+	Tasks     []TaskOutcome `json:"tasks,omitempty"`
 }
 
 // TaskOutcome is one restored task: its pid in the image and now, from the
@@ -110,12 +122,17 @@ func mayRestore(ctx context.Context) (restart.Options, error) {
 	return restart.Options{AllowCreds: allow, As: as}, nil
 }
 
-// newRestoreFile starts a restart that reads what is written to the file.
-func newRestoreFile(cfg *Config, name string, opt restart.Options) *restoreFile {
+// newRestoreFile starts a restart (run) that reads what is written to the
+// file.
+func newRestoreFile(cfg *Config, name string, opt restart.Options, run restoreFunc) *restoreFile {
+	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	f := &restoreFile{cfg: cfg, name: name, pipe: pw, result: make(chan restoreResult, 1), mtime: time.Now()}
+	f := &restoreFile{
+		cfg: cfg, name: name, pipe: pw, stop: cancel,
+		turn: make(chan struct{}, 1), ended: make(chan struct{}), mtime: time.Now(),
+	}
 	go func() {
-		res, err := restart.Restore(context.Background(), pr, opt)
+		res, err := run(ctx, pr, opt)
 		if err == nil {
 			// A valid image ends at its tail: more bytes are an error.
 			if n, _ := pr.Read(make([]byte, 1)); n > 0 {
@@ -124,9 +141,46 @@ func newRestoreFile(cfg *Config, name string, opt restart.Options) *restoreFile 
 		}
 		// Writes after a failure fail at once, with its reason.
 		pr.CloseWithError(err)
-		f.result <- restoreResult{res, err}
+		f.finish(res, err)
 	}()
 	return f
+}
+
+// finish records the outcome of the restart.
+func (f *restoreFile) finish(res *restart.Result, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.stop() // frees the context
+	out := Outcome{State: "running"}
+	if err != nil {
+		if f.first == nil {
+			f.first = err
+		}
+		if err != f.first {
+			f.cfg.Logger.Printf("restore/%s: %v (the restart then: %v)", f.name, f.first, err)
+		} else {
+			f.cfg.Logger.Printf("restore/%s: %v", f.name, err)
+		}
+		out = Outcome{State: "failed", Error: f.first.Error(), Cancelled: f.cancelled}
+		f.errno = errno(f.first)
+		if f.errno == syscall.EIO || f.errno == 0 {
+			f.errno = syscall.EINVAL
+		}
+	} else {
+		if f.cancelled {
+			// The writer went away once the restart was through.
+			f.cfg.Logger.Printf("restore/%s: %v after the restart finished; the tree runs", f.name, f.first)
+		}
+		out.Root, out.Seed = res.Root, res.Seed
+		for _, t := range res.Tasks {
+			out.Tasks = append(out.Tasks, TaskOutcome{t.Image, t.Now, t.Host, t.Zombie})
+		}
+	}
+	f.outcome, _ = json.MarshalIndent(out, "", "  ")
+	f.outcome = append(f.outcome, '\n')
+	f.done = true
+	f.mtime = time.Now()
+	close(f.ended)
 }
 
 var _ = (gofs.NodeGetattrer)((*restoreFile)(nil))
@@ -149,9 +203,10 @@ func (f *restoreFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 
 var _ = (gofs.NodeOpener)((*restoreFile)(nil))
 
+// Open opens the outcome for reading. Such a handle has no Flush of its
+// own: closing it never reports the restart's error, which is the
+// writer's alone.
 func (f *restoreFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EBUSY // an image is written once, at create
 	}
@@ -160,6 +215,7 @@ func (f *restoreFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 
 var _ = (gofs.NodeReader)((*restoreFile)(nil))
 
+// Read returns the outcome, whatever it is, once the restart returned.
 func (f *restoreFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -170,62 +226,4 @@ func (f *restoreFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte,
 		return fuse.ReadResultData(nil), 0
 	}
 	return fuse.ReadResultData(f.outcome[off:min(int64(len(f.outcome)), off+int64(len(dest)))]), 0
-}
-
-var _ = (gofs.NodeWriter)((*restoreFile)(nil))
-
-func (f *restoreFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.done || f.pipe == nil {
-		return 0, syscall.EBADF
-	}
-	if off != f.size {
-		// The restart consumes the image as a stream.
-		f.cfg.Logger.Printf("restore/%s: write at %d, expected %d: images must be written in order", f.name, off, f.size)
-		return 0, syscall.ESPIPE
-	}
-	n, err := f.pipe.Write(data)
-	f.size += int64(n)
-	if err != nil {
-		f.cfg.Logger.Printf("restore/%s: %v", f.name, err)
-		return uint32(n), errno(err)
-	}
-	return uint32(n), 0
-}
-
-var _ = (gofs.NodeFlusher)((*restoreFile)(nil))
-
-// Flush runs the restart when the writer closes the file, so that its error
-// reaches close() and the writer (cp) fails with it. The kernel calls Flush
-// for every close of a descriptor of the open file: only the first one with
-// data restarts; the others return the same result.
-func (f *restoreFile) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.done {
-		return f.errno
-	}
-	f.pipe.Close() // the end of the image
-	r := <-f.result
-	f.pipe = nil
-	out := Outcome{State: "running"}
-	if r.err != nil {
-		f.cfg.Logger.Printf("restore/%s: %v", f.name, r.err)
-		out = Outcome{State: "failed", Error: r.err.Error()}
-		f.errno = errno(r.err)
-		if f.errno == syscall.EIO || f.errno == 0 {
-			f.errno = syscall.EINVAL
-		}
-	} else {
-		out.Root, out.Seed = r.res.Root, r.res.Seed
-		for _, t := range r.res.Tasks {
-			out.Tasks = append(out.Tasks, TaskOutcome{t.Image, t.Now, t.Host, t.Zombie})
-		}
-	}
-	f.outcome, _ = json.MarshalIndent(out, "", "  ")
-	f.outcome = append(f.outcome, '\n')
-	f.done = true
-	f.mtime = time.Now()
-	return f.errno
 }

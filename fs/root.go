@@ -10,15 +10,17 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/restart"
 )
 
 // root is the mount's top directory: a directory per live process, and
 // restore/.
 type root struct {
 	gofs.Inode
-	cfg *Config
+	cfg  *Config
+	take takeFunc // how snapshots are taken: nil for checkpoint.Lay
 
-	mu    sync.Mutex
+	mu    sync.Mutex               // never held while a keeper's lock is taken
 	snaps map[procKey]*snapshotter // shared by every node of a process
 }
 
@@ -35,7 +37,7 @@ func newRoot(cfg *Config) *root {
 var _ = (gofs.NodeOnAdder)((*root)(nil))
 
 func (r *root) OnAdd(ctx context.Context) {
-	dir := &restoreDir{cfg: r.cfg}
+	dir := &restoreDir{cfg: r.cfg, restore: restart.Restore}
 	r.AddChild("restore", r.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: inoRestore}), false)
 }
 
@@ -99,20 +101,61 @@ func lookupProcess(pid int) (procKey, *procfs.Status, bool) {
 }
 
 // snapshotter returns the snapshot keeper of a process, shared by every
-// inode the kernel holds for it. Keepers of exited processes are dropped
-// once their last snapshot has expired.
+// inode the kernel holds for it. Keepers of other processes that are idle
+// are dropped on the way (their snapshots have expired). Each keeper is
+// asked without holding mu: a keeper's lock is short, but the root's must
+// never wait for any one directory.
 func (r *root) snapshotter(key procKey) *snapshotter {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, s := range r.snaps {
-		if k != key && s.idle() {
-			delete(r.snaps, k)
-		}
-	}
-	s, ok := r.snaps[key]
-	if !ok {
-		s = newSnapshotter(key.pid, r.cfg)
+	s := r.snaps[key]
+	if s == nil || s.gone.Load() {
+		s = newSnapshotter(key.pid, r.cfg, r.take)
 		r.snaps[key] = s
 	}
+	others := r.others(key)
+	r.mu.Unlock()
+	for _, o := range others {
+		if o.s.idle() {
+			r.mu.Lock()
+			if r.snaps[o.key] == o.s {
+				delete(r.snaps, o.key)
+			}
+			r.mu.Unlock()
+		}
+	}
 	return s
+}
+
+// keyed is an entry of root.snaps.
+type keyed struct {
+	key procKey
+	s   *snapshotter
+}
+
+// others copies the keepers of other processes than key's. Called with mu
+// held.
+func (r *root) others(key procKey) []keyed {
+	others := make([]keyed, 0, len(r.snaps))
+	for k, s := range r.snaps {
+		if k != key {
+			others = append(others, keyed{k, s})
+		}
+	}
+	return others
+}
+
+// retireUnused drops the snapshots of other directories than key's of
+// which no file is open, letting their trees run, and reports whether it
+// dropped any.
+func (r *root) retireUnused(key procKey) bool {
+	r.mu.Lock()
+	others := r.others(key)
+	r.mu.Unlock()
+	dropped := false
+	for _, o := range others {
+		if o.s.retireUnused() {
+			dropped = true
+		}
+	}
+	return dropped
 }

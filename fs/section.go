@@ -42,7 +42,7 @@ func (f *sectionFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 	if !ok {
 		return syscall.EIO
 	}
-	snap, err := f.snapshot(key, caller, false)
+	snap, _, err := f.snapshot(ctx, key, caller, false)
 	if err != nil {
 		if isAccess(err) {
 			return 0 // owner and mode only
@@ -69,11 +69,11 @@ func (f *sectionFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	if !ok || key != f.dir.key {
 		return nil, 0, syscall.ENOENT
 	}
-	snap, err := f.snapshot(key, caller, true)
+	snap, keeper, err := f.snapshot(ctx, key, caller, true)
 	if err != nil {
 		return nil, 0, f.fail("open", err)
 	}
-	h := &sectionHandle{file: f, snap: snap, keeper: f.dir.root.snapshotter(key)}
+	h := &sectionHandle{file: f, snap: snap, keeper: keeper}
 	if f.kind == kindImage {
 		h.ahead = newReadAhead(snap.lay)
 	}
@@ -84,17 +84,25 @@ func (f *sectionFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 }
 
 // snapshot gets the directory's snapshot for caller (see
-// snapshotter.get). A tree that a snapshot of another directory holds
-// frozen (an ancestor's, or a descendant's, used within its grace period)
-// is let go first, if no file of that snapshot is open.
-func (f *sectionFile) snapshot(key procKey, caller checkpoint.Caller, hold bool) (*snapshot, error) {
-	s := f.dir.root.snapshotter(key)
+// snapshotter.get), and the keeper it came from. A tree that a snapshot of
+// another directory holds frozen (an ancestor's, or a descendant's, used
+// within its grace period) is let go first, if no file of that snapshot is
+// open. Waiting for a snapshot being taken ends when ctx is done.
+func (f *sectionFile) snapshot(ctx context.Context, key procKey, caller checkpoint.Caller, hold bool) (*snapshot, *snapshotter, error) {
 	image := hold && f.kind == kindImage
-	snap, err := s.get(caller, hold, image)
-	if errors.Is(err, checkpoint.ErrTraced) && f.dir.root.retireUnused(key) {
-		snap, err = s.get(caller, hold, image)
+	retried := false
+	for {
+		s := f.dir.root.snapshotter(key)
+		snap, err := s.get(ctx, caller, hold, image)
+		switch {
+		case errors.Is(err, errKeeperGone):
+			continue // dropped as idle on our way: the root has a new one
+		case errors.Is(err, checkpoint.ErrTraced) && !retried && f.dir.root.retireUnused(key):
+			retried = true
+			continue
+		}
+		return snap, s, err
 	}
-	return snap, err
 }
 
 func (f *sectionFile) fail(op string, err error) syscall.Errno {
@@ -116,11 +124,14 @@ func (h *sectionHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	var res fuse.ReadResult
 	var err error
 	if h.ahead != nil {
-		res, err = h.ahead.read(dest, off)
+		res, err = h.ahead.read(ctx, dest, off)
 	} else {
 		var n int
 		n, err = h.snap.readAt(h.file.kind, dest, off)
 		res = fuse.ReadResultData(dest[:n])
+	}
+	if err == errInterrupted {
+		return nil, h.file.fail("read", err) // the snapshot is intact
 	}
 	if err != nil {
 		// The snapshot cannot be completed (a process of its tree

@@ -2,9 +2,11 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -34,11 +36,11 @@ import (
 // that dies meanwhile (SIGKILL) fails the snapshot: reads fail with EIO, the
 // error is logged, and the rest of the tree runs on at once.
 type snapshot struct {
-	lay       *checkpoint.Layout
+	lay       layout
 	res       *checkpoint.Result
 	taken     time.Time
 	lastUse   time.Time
-	refs      int  // open file handles
+	refs      int  // open file handles, and waiters of its capture yet to take it
 	imageRefs int  // open image handles among them
 	thawed    bool // its tree runs: the image's pages can no longer be read
 	failed    bool // a process of its tree vanished
@@ -94,19 +96,35 @@ func (s *snapshot) dropIfUnused() {
 // snapshotter keeps the current snapshot of one process directory. A
 // snapshot is taken on first use, kept while any file of it is open plus a
 // grace period after the last use (see snapshot for when its tree runs on
-// earlier), and replaced on the next use after that.
+// earlier), and replaced on the next use after that. Taking one may take
+// seconds (a task that will not stop is waited for): it runs on its own,
+// shared by every request that wants it meanwhile (capture.go), and never
+// under mu, which every request for the directory takes.
 type snapshotter struct {
-	pid int
-	cfg *Config
+	pid  int
+	cfg  *Config
+	take takeFunc // checkpoint.Lay, or a test's fake
 
-	mu   sync.Mutex // held while a checkpoint runs: readers share it
-	cur  *snapshot
-	last time.Time // when the previous snapshot was taken
+	mu     sync.Mutex // guards what follows; never held while a tree is frozen
+	cur    *snapshot
+	flight *capture  // the capture under way, if any
+	last   time.Time // when the previous snapshot was taken
+	// gone: the keeper was dropped from the root's map as idle. It is
+	// set under mu, so a request that found the keeper before that sees
+	// it and asks the root for the new one.
+	gone atomic.Bool
 }
 
-func newSnapshotter(pid int, cfg *Config) *snapshotter {
-	return &snapshotter{pid: pid, cfg: cfg}
+func newSnapshotter(pid int, cfg *Config, take takeFunc) *snapshotter {
+	if take == nil {
+		take = lay
+	}
+	return &snapshotter{pid: pid, cfg: cfg, take: take}
 }
+
+// errKeeperGone: the snapshotter was dropped as idle while a request was on
+// its way to it; the request asks the root again.
+var errKeeperGone = errors.New("snapshot keeper dropped")
 
 // live reports whether the current snapshot may still be served. A thawed
 // one lives only while a file of it is open; a failed one not at all.
@@ -115,16 +133,26 @@ func (s *snapshotter) live(now time.Time) bool {
 	return c != nil && !c.failed && (c.refs > 0 || !c.thawed && now.Sub(c.lastUse) < s.cfg.Grace)
 }
 
-// idle reports whether nothing of this keeper is in use; it then drops its
-// expired snapshot.
+// idle reports whether nothing of this keeper is in use, and if so drops
+// its expired snapshot and marks the keeper gone: the root forgets it.
 func (s *snapshotter) idle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.live(time.Now()) {
+	if s.flight != nil || s.live(time.Now()) {
 		return false
 	}
 	s.retire()
+	s.gone.Store(true)
 	return true
+}
+
+// expire drops the current snapshot once it is no longer live.
+func (s *snapshotter) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live(time.Now()) {
+		s.retire()
+	}
 }
 
 // retireUnused drops the current snapshot if no file of it is open,
@@ -153,43 +181,84 @@ func (s *snapshotter) retire() {
 // image file, which needs a tree still frozen. The caller's right to read
 // is checked every time: a snapshot taken for one reader is served to
 // another only if that one could have ptraced every task of it as it was.
-func (s *snapshotter) get(caller checkpoint.Caller, hold, image bool) (*snapshot, error) {
+// A request waiting for a snapshot being taken gives up when ctx is done
+// (the caller got a signal), with errInterrupted.
+func (s *snapshotter) get(ctx context.Context, caller checkpoint.Caller, hold, image bool) (*snapshot, error) {
 	access, err := caller.Access()
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.live(time.Now()) && !(image && s.cur.thawed) {
-		for _, m := range s.cur.res.Members {
-			if err := access.Check(m); err != nil {
+	for {
+		s.mu.Lock()
+		if s.gone.Load() {
+			s.mu.Unlock()
+			return nil, errKeeperGone
+		}
+		if s.live(time.Now()) && !(image && s.cur.thawed) {
+			snap := s.cur
+			err := check(access, snap)
+			if err == nil {
+				s.pin(snap, hold, image)
+			}
+			s.mu.Unlock()
+			if err != nil {
 				return nil, err
 			}
+			return snap, nil
 		}
-	} else {
-		s.retire()
-		snap, err := s.take(access.Allow)
-		if err != nil {
-			return nil, err
+		c := s.flight
+		if c == nil {
+			s.retire()
+			c = s.start(access)
 		}
-		s.cur = snap
+		if c.cancelled {
+			// Every request for it left, and it is being undone: its
+			// tree is not free to freeze again until it is.
+			s.mu.Unlock()
+			select {
+			case <-c.done:
+				continue
+			case <-ctx.Done():
+				return nil, errInterrupted
+			}
+		}
+		c.waiters++
+		s.mu.Unlock()
+		snap, err, again := s.await(ctx, c, access, hold, image)
+		if !again {
+			return snap, err
+		}
 	}
-	s.cur.lastUse = time.Now()
+}
+
+// check applies access to every task of snap.
+func check(access *checkpoint.Access, snap *snapshot) error {
+	for _, m := range snap.res.Members {
+		if err := access.Check(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pin records a use of snap by get, which holds it open or not.
+func (s *snapshotter) pin(snap *snapshot, hold, image bool) {
+	snap.lastUse = time.Now()
 	if hold {
-		s.cur.refs++
+		snap.refs++
 		if image {
-			s.cur.imageRefs++
+			snap.imageRefs++
 		}
-	} else {
-		s.expireLater()
+		return
 	}
-	return s.cur, nil
+	snap.dropIfUnused() // retired while its capture's waiters came for it
+	s.expireLater()
 }
 
 // expireLater drops the snapshot, thawing its tree, once its grace period
 // has passed unused.
 func (s *snapshotter) expireLater() {
-	time.AfterFunc(s.cfg.Grace+10*time.Millisecond, func() { s.idle() })
+	time.AfterFunc(s.cfg.Grace+10*time.Millisecond, s.expire)
 }
 
 // put releases a snapshot pinned by get. The last image file closed after
@@ -227,20 +296,18 @@ func (s *snapshotter) failed(snap *snapshot) {
 	}
 }
 
-// take freezes the subtree and lays its image out. Its time is strictly
-// after the previous snapshot's, so that backup tools see every new
-// snapshot as changed.
-func (s *snapshotter) take(allow func(tgid, tid int) error) (*snapshot, error) {
-	lay, err := checkpoint.Lay(context.Background(), s.pid, checkpoint.Options{Mode: s.cfg.Mode, Allow: allow, ReplaceExternal: s.cfg.ReplaceExternal})
-	if err != nil {
-		return nil, err
-	}
+// install makes a new layout the current snapshot, with pins for the
+// requests that waited for it. Its time is strictly after the previous
+// snapshot's, so that backup tools see every new snapshot as changed.
+// Called with mu held.
+func (s *snapshotter) install(lay layout, pins int) *snapshot {
 	taken := time.Now()
 	if !taken.After(s.last) {
 		taken = s.last.Add(time.Nanosecond)
 	}
 	s.last = taken
-	snap := &snapshot{lay: lay, res: lay.Result(), taken: taken, current: true, dropped: make(chan struct{})}
+	snap := &snapshot{lay: lay, res: lay.Result(), taken: taken, lastUse: taken, refs: pins, current: true, dropped: make(chan struct{})}
+	s.cur = snap
 	go func() {
 		select {
 		case <-lay.Failed():
@@ -249,20 +316,5 @@ func (s *snapshotter) take(allow func(tgid, tid int) error) (*snapshot, error) {
 		case <-snap.dropped:
 		}
 	}()
-	return snap, nil
-}
-
-// retireUnused drops the snapshots of other directories than key's of
-// which no file is open, letting their trees run, and reports whether it
-// dropped any.
-func (r *root) retireUnused(key procKey) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	dropped := false
-	for k, s := range r.snaps {
-		if k != key && s.retireUnused() {
-			dropped = true
-		}
-	}
-	return dropped
+	return snap
 }

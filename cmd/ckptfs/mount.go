@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -22,6 +23,7 @@ func runMount(args []string) error {
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	modeName := flags.String("mode", "auto", "how trees are recorded: auto, container or subtree")
 	external := flags.String("external", "refuse", "descriptors leading outside a tree (sockets, terminals, pipes to other processes): refuse, or replace with /dev/null at restore")
+	grace := flags.Duration("grace", time.Second, "how long a snapshot is kept after its last use, so that one tool's stat, open and read of pids, tree and image see the same checkpoint; its tree stays frozen that long, unless its image was read through and closed")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -44,7 +46,10 @@ func runMount(args []string) error {
 	if err != nil {
 		return err
 	}
-	server, err := fs.Mount(dir, fs.Config{Mode: mode, ReplaceExternal: replace, AllowOther: *allowOther, Debug: *debug})
+	if *grace <= 0 {
+		return fmt.Errorf("--grace %v: want a positive duration", *grace)
+	}
+	server, err := fs.Mount(dir, fs.Config{Mode: mode, ReplaceExternal: replace, AllowOther: *allowOther, Debug: *debug, Grace: *grace})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
