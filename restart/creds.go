@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
@@ -100,7 +99,7 @@ func credsOfTask(tid int) (*image.Creds, error) {
 	if err != nil {
 		return nil, err
 	}
-	return checkpoint.CredsOf(st), nil
+	return st.ImageCreds(), nil
 }
 
 // sameCreds reports whether two sets of credentials are equal.

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -127,7 +127,7 @@ func TestPlanRefuses(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := MakePlan(c.f)
+			p, err := Make(c.f)
 			if err == nil {
 				t.Fatalf("accepted:\n%v", p)
 			}

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"github.com/ckptfs/ckptfs/image"
 )
 
-// ErrRefused is wrapped by every error of MakePlan about its input: the
+// ErrRefused is wrapped by every error of Make about its input: the
 // forest cannot be rebuilt (or is malformed), and nothing was created.
 var ErrRefused = errors.New("restart: forest cannot be rebuilt")
 

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"fmt"
@@ -50,10 +50,10 @@ const pidMax = 4194304 // PID_MAX_LIMIT on 64-bit
 // Namespace is a pid namespace of the model.
 type Namespace struct {
 	Parent *Namespace
-	Level  int      // 0 for the model's initial namespace
-	Init   *Process // the child reaper (pid 1); nil before it exists
-	dead   bool     // the init exited: no pid can be allocated any more
-	last   int32    // cursor of the cyclic allocator (idr_alloc_cyclic)
+	Level  int   // 0 for the model's initial namespace
+	Init   *Task // the child reaper (pid 1); nil before it exists
+	dead   bool  // the init exited: no pid can be allocated any more
+	last   int32 // cursor of the cyclic allocator (idr_alloc_cyclic)
 	id     int
 }
 
@@ -96,20 +96,20 @@ const (
 	Reaped           // gone
 )
 
-// Process is a task of the model: a thread group leader or a thread.
-type Process struct {
+// Task is a task of the model: a thread group leader or a thread.
+type Task struct {
 	Name      string // for messages
 	pid       *pidObj
 	NS        *Namespace // active pid namespace
-	Parent    *Process   // real parent, always a thread group leader
-	Leader    *Process   // thread group leader; itself for a leader
+	Parent    *Task      // real parent, always a thread group leader
+	Leader    *Task      // thread group leader; itself for a leader
 	pgrp      *pidObj
 	session   *pidObj
 	State     ProcState
 	Status    int32 // wait status once a zombie
 	Subreaper bool  // PR_SET_CHILD_SUBREAPER
-	children  []*Process
-	threads   []*Process
+	children  []*Task
+	threads   []*Task
 	// files and fs are the descriptor table and fs struct the task holds,
 	// shared by clone with CLONE_FILES and CLONE_FS (a thread always
 	// shares its creator's, as the executor asks); nil once it exited.
@@ -118,14 +118,14 @@ type Process struct {
 
 // SharesFiles and SharesFS report whether p and q hold the same descriptor
 // table or fs struct (two tasks that exited hold none).
-func (p *Process) SharesFiles(q *Process) bool { return p.files != nil && p.files == q.files }
-func (p *Process) SharesFS(q *Process) bool    { return p.fs != nil && p.fs == q.fs }
+func (p *Task) SharesFiles(q *Task) bool { return p.files != nil && p.files == q.files }
+func (p *Task) SharesFS(q *Task) bool    { return p.fs != nil && p.fs == q.fs }
 
 // Nr is p's pid as seen from ns, 0 if not visible.
-func (p *Process) Nr(ns *Namespace) int32 { return p.pid.nrIn(ns) }
+func (p *Task) Nr(ns *Namespace) int32 { return p.pid.nrIn(ns) }
 
 // NSpid lists p's pid from the model's initial namespace inwards.
-func (p *Process) NSpid() []int32 {
+func (p *Task) NSpid() []int32 {
 	out := make([]int32, len(p.pid.nums))
 	for i, n := range p.pid.nums {
 		out[i] = n.nr
@@ -135,21 +135,21 @@ func (p *Process) NSpid() []int32 {
 
 // PGid and Sid are p's process group and session as seen from ns (0 when
 // not visible there, as getpgid(2) would report).
-func (p *Process) PGid(ns *Namespace) int32 { return p.pgrp.nrIn(ns) }
-func (p *Process) Sid(ns *Namespace) int32  { return p.session.nrIn(ns) }
+func (p *Task) PGid(ns *Namespace) int32 { return p.pgrp.nrIn(ns) }
+func (p *Task) Sid(ns *Namespace) int32  { return p.session.nrIn(ns) }
 
 // Children lists p's children that are not reaped.
-func (p *Process) Children() []*Process { return p.children }
+func (p *Task) Children() []*Task { return p.children }
 
 // Threads lists p's threads other than itself.
-func (p *Process) Threads() []*Process { return p.threads }
+func (p *Task) Threads() []*Task { return p.threads }
 
-func (p *Process) isLeader() bool { return p.Leader == p }
+func (p *Task) isLeader() bool { return p.Leader == p }
 
 // isSessionLeader is signal->leader: p created its session.
-func (p *Process) isSessionLeader() bool { return p.session == p.pid }
+func (p *Task) isSessionLeader() bool { return p.session == p.pid }
 
-func (p *Process) String() string {
+func (p *Task) String() string {
 	if p.Name != "" {
 		return p.Name
 	}
@@ -159,17 +159,17 @@ func (p *Process) String() string {
 // Model is the simulated kernel.
 type Model struct {
 	Root  *Namespace
-	procs []*Process // every process ever created, reaped ones included
+	procs []*Task // every process ever created, reaped ones included
 	nss   []*Namespace
 	objs  int // descriptor tables and fs structs made
 }
 
 // NewModel returns a model holding one namespace and its init, pid 1, which
 // leads its own session and group.
-func NewModel() (*Model, *Process) {
+func NewModel() (*Model, *Task) {
 	m := &Model{}
 	m.Root = m.newNS(nil)
-	init := &Process{Name: "init", NS: m.Root}
+	init := &Task{Name: "init", NS: m.Root}
 	init.pid = &pidObj{nums: []pidNum{{m.Root, 1}}}
 	init.Leader = init
 	init.pgrp, init.session = init.pid, init.pid
@@ -196,8 +196,8 @@ func (m *Model) newShared() *struct{ id int } {
 }
 
 // Processes lists every process not reaped, in creation order.
-func (m *Model) Processes() []*Process {
-	var out []*Process
+func (m *Model) Processes() []*Task {
+	var out []*Task
 	for _, p := range m.procs {
 		if p.State != Reaped {
 			out = append(out, p)
@@ -233,7 +233,7 @@ func (m *Model) findPid(ns *Namespace, nr int32) *pidObj {
 }
 
 // findTask is find_task_by_vpid: the task whose own pid is nr in ns.
-func (m *Model) findTask(ns *Namespace, nr int32) *Process {
+func (m *Model) findTask(ns *Namespace, nr int32) *Task {
 	for _, p := range m.procs {
 		if p.State != Reaped && p.pid.nrIn(ns) == nr {
 			return p
@@ -243,7 +243,7 @@ func (m *Model) findTask(ns *Namespace, nr int32) *Process {
 }
 
 // groupMember is pid_task(pgrp, PIDTYPE_PGID): any task in the group.
-func (m *Model) groupMember(pgrp *pidObj) *Process {
+func (m *Model) groupMember(pgrp *pidObj) *Task {
 	for _, p := range m.procs {
 		if p.State != Reaped && p.isLeader() && p.pgrp == pgrp {
 			return p
@@ -296,7 +296,7 @@ func (m *Model) alloc(ns *Namespace, want int32) (int32, error) {
 // Clone creates a task as clone3 would. pfc is the actor's
 // pid_for_children (nil: its own namespace; a descendant namespace models a
 // preceding setns). setTid is clone3's set_tid, innermost level first.
-func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid []int32) (*Process, error) {
+func (m *Model) Clone(actor *Task, flags CloneFlags, pfc *Namespace, setTid []int32) (*Task, error) {
 	if actor.State != Alive {
 		return nil, errno(syscall.ESRCH, "clone by %s: not alive", actor)
 	}
@@ -373,7 +373,7 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 	if newNS != nil {
 		childNS = newNS
 	}
-	c := &Process{pid: &pidObj{nums: nums}, NS: childNS, pgrp: leader.pgrp, session: leader.session}
+	c := &Task{pid: &pidObj{nums: nums}, NS: childNS, pgrp: leader.pgrp, session: leader.session}
 	// copy_files, copy_fs: shared with the calling task, else a copy.
 	c.files, c.fs = m.newShared(), m.newShared()
 	if flags&(CloneFiles|CloneThread) != 0 {
@@ -405,7 +405,7 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 }
 
 // Setsid is setsid(2) by p's thread group.
-func (m *Model) Setsid(p *Process) error {
+func (m *Model) Setsid(p *Task) error {
 	if p.State != Alive {
 		return errno(syscall.ESRCH, "setsid by %s: not alive", p)
 	}
@@ -424,7 +424,7 @@ func (m *Model) Setsid(p *Process) error {
 
 // Setpgid is setpgid(pid, pgid) called by actor; the numbers are as the
 // actor sees them, 0 meaning "the caller" and "the target's own pid".
-func (m *Model) Setpgid(actor *Process, pid, pgid int32) error {
+func (m *Model) Setpgid(actor *Task, pid, pgid int32) error {
 	if actor.State != Alive {
 		return errno(syscall.ESRCH, "setpgid by %s: not alive", actor)
 	}
@@ -472,7 +472,7 @@ func (m *Model) Setpgid(actor *Process, pid, pgid int32) error {
 }
 
 // SetSubreaper is prctl(PR_SET_CHILD_SUBREAPER, on).
-func (m *Model) SetSubreaper(p *Process, on bool) error {
+func (m *Model) SetSubreaper(p *Task, on bool) error {
 	if p.State != Alive {
 		return errno(syscall.ESRCH, "prctl by %s: not alive", p)
 	}
@@ -484,7 +484,7 @@ func (m *Model) SetSubreaper(p *Process, on bool) error {
 // given wait status. The threads go at once; the leader stays a zombie until
 // its parent reaps it. Children go to the new reaper; if p is a namespace
 // init, every other task of its namespace is killed and reaped.
-func (m *Model) Exit(p *Process, status int32) error {
+func (m *Model) Exit(p *Task, status int32) error {
 	if p.State != Alive {
 		return errno(syscall.ESRCH, "exit of %s: not alive", p)
 	}
@@ -517,7 +517,7 @@ func (m *Model) Exit(p *Process, status int32) error {
 }
 
 // release removes q from the model, as release_task would.
-func (m *Model) release(q *Process) {
+func (m *Model) release(q *Task) {
 	q.State = Reaped
 	q.files, q.fs = nil, nil
 	if q.Parent != nil {
@@ -534,7 +534,7 @@ func (m *Model) release(q *Process) {
 // findNewReaper is find_new_reaper: the nearest living child subreaper among
 // the ancestors in the same pid namespace (compared by level, as the kernel
 // does), else the namespace's init.
-func (m *Model) findNewReaper(father *Process) *Process {
+func (m *Model) findNewReaper(father *Task) *Task {
 	level := father.NS.Level
 	for r := father.Parent; r != nil && r.NS.Level == level; r = r.Parent {
 		if r.Subreaper && r.State == Alive {
@@ -545,7 +545,7 @@ func (m *Model) findNewReaper(father *Process) *Process {
 }
 
 // Wait is waitid(P_PID, pid, WEXITED) by actor: reaps its zombie child.
-func (m *Model) Wait(actor *Process, pid int32) (int32, error) {
+func (m *Model) Wait(actor *Task, pid int32) (int32, error) {
 	if actor.State != Alive {
 		return 0, errno(syscall.ESRCH, "wait by %s: not alive", actor)
 	}
