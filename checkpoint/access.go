@@ -5,7 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
@@ -24,8 +25,6 @@ type PtraceCreds struct {
 	Dumpable bool
 }
 
-const capSysPtrace = 19
-
 // ptraceCredsOf reads the ptrace-relevant credentials of a task.
 func ptraceCredsOf(tgid int, st *procfs.Status) PtraceCreds {
 	c := PtraceCreds{CapPrm: st.CapPrm}
@@ -33,8 +32,8 @@ func ptraceCredsOf(tgid int, st *procfs.Status) PtraceCreds {
 	copy(c.Gid[:], st.Gid[:3])
 	// A non-dumpable task's /proc directory belongs to root: that is how
 	// the kernel itself hides such a task from its owner.
-	var fi syscall.Stat_t
-	c.Dumpable = syscall.Stat(procfs.Root+"/"+strconv.Itoa(tgid), &fi) == nil && int(fi.Uid) == st.Uid[1]
+	owner, err := procfs.Owner(tgid)
+	c.Dumpable = err == nil && int(owner) == st.Uid[1]
 	return c
 }
 
@@ -66,7 +65,7 @@ func (c Caller) Access() (*Access, error) {
 		caller:     c,
 		tgid:       self.Tgid,
 		capPrm:     self.CapPrm,
-		privileged: self.CapEff&(1<<capSysPtrace) != 0 && sameUserNS(c.Pid),
+		privileged: self.CapEff&(1<<unix.CAP_SYS_PTRACE) != 0 && sameUserNS(c.Pid),
 		scope:      yamaScope(),
 	}, nil
 }

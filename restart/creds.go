@@ -3,10 +3,7 @@ package restart
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -82,13 +79,9 @@ func (p *proc) setCreds(c *image.Creds, rsp uint64) error {
 
 // lastCap is the highest capability this kernel knows.
 func lastCap() int {
-	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	n, err := procfs.CapLastCap()
 	if err != nil {
-		return 40 // CAP_CHECKPOINT_RESTORE, the last as of Linux 5.9
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return 40
+		return unix.CAP_CHECKPOINT_RESTORE // the last as of Linux 5.9
 	}
 	return n
 }

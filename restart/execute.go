@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/inject"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/restart/internal/plan"
 )
 
@@ -128,7 +128,7 @@ func (e *executor) setns(actor *proc, ns image.Tag) error {
 }
 
 func (e *executor) setnsTid(actor *proc, tid int) error {
-	path := "/proc/" + strconv.Itoa(tid) + "/ns/pid"
+	path := procfs.NSPath(tid, "pid")
 	addr := actor.scratch()
 	if err := inject.WriteMem(actor.tid, addr, append([]byte(path), 0)); err != nil {
 		return err

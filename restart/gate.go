@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // Identity is whose rights an unprivileged restore opens files with: the
@@ -118,7 +120,7 @@ func (g *gate) open(path string, access uint32, dev, ino uint64) (string, error)
 				path, st.Dev, st.Ino, dev, ino)
 		}
 	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), nil
+	return procfs.FDPath(os.Getpid(), int(f.Fd())), nil
 }
 
 // accessOf is what open flags ask of a file.

@@ -68,7 +68,7 @@ type addrSpace struct {
 }
 
 func newAddrSpace(p *proc, mm *image.MM, g *gate, shmem *shmemSet) (*addrSpace, error) {
-	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", p.tid), os.O_RDWR, 0)
+	mem, err := procfs.OpenMem(p.tid, os.O_RDWR)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 	"github.com/ckptfs/ckptfs/internal/seed"
+	"github.com/ckptfs/ckptfs/internal/sys"
 	"github.com/ckptfs/ckptfs/restart/internal/plan"
 )
 
@@ -401,11 +402,8 @@ func (rs *restorer) killForest() error {
 // it on to its parent to reap; false if it has not died by deadline.
 func reapTracee(tid int, deadline time.Time) bool {
 	for pause := 50 * time.Microsecond; ; pause = min(2*pause, 5*time.Millisecond) {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		got, ws, err := sys.Wait4(tid, unix.WNOHANG|unix.WALL)
 		switch {
-		case err == unix.EINTR:
-			continue
 		case err != nil: // ECHILD: not ours any more, or already reported
 			return true
 		case got == tid && (ws.Exited() || ws.Signaled()):

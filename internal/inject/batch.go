@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // BatchCode runs a table of system calls in one go, so that a task makes
@@ -114,16 +116,16 @@ func (t *Task) contToTrap() error {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
-			return fmt.Errorf("task died (%v)", describe(ws))
+			return fmt.Errorf("task died (%v)", sys.Death(ws))
 		case !ws.Stopped():
-		case event(ws) == unix.PTRACE_EVENT_CLONE || event(ws) == unix.PTRACE_EVENT_FORK ||
-			event(ws) == unix.PTRACE_EVENT_VFORK:
+		case sys.Event(ws) == unix.PTRACE_EVENT_CLONE || sys.Event(ws) == unix.PTRACE_EVENT_FORK ||
+			sys.Event(ws) == unix.PTRACE_EVENT_VFORK:
 			msg, err := unix.PtraceGetEventMsg(t.Tid)
 			if err != nil {
 				return os.NewSyscallError("ptrace(GETEVENTMSG)", err)
 			}
 			t.Child = int(msg)
-		case event(ws) != 0:
+		case sys.Event(ws) != 0:
 		case ws.StopSignal() == unix.SIGTRAP:
 			return nil
 		case isFault(ws.StopSignal()):

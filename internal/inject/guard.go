@@ -10,6 +10,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // allBlocked is the mask a guarded task runs its calls with: no signal
@@ -308,11 +309,11 @@ func (g *guard) interrupt() error {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
-			return fmt.Errorf("task died (%v)", describe(ws))
+			return fmt.Errorf("task died (%v)", sys.Death(ws))
 		case !ws.Stopped():
-		case event(ws) == unix.PTRACE_EVENT_STOP:
+		case sys.Event(ws) == unix.PTRACE_EVENT_STOP:
 			return nil
-		case event(ws) != 0:
+		case sys.Event(ws) != 0:
 		case ws.StopSignal() == unix.SIGSTOP && g.stuck:
 			// The watchdog's: dropped.
 		default:

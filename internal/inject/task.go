@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // syscallInsn is x86-64's `syscall`.
@@ -152,7 +153,7 @@ func (t *Task) syscallStop(unstick func(int)) (unix.PtraceRegs, error) {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
-			return regs, fmt.Errorf("task died (%v)", describe(ws))
+			return regs, fmt.Errorf("task died (%v)", sys.Death(ws))
 		case !ws.Stopped():
 			continue
 		case int(ws.StopSignal()) == sysgood:
@@ -160,14 +161,14 @@ func (t *Task) syscallStop(unstick func(int)) (unix.PtraceRegs, error) {
 				return regs, os.NewSyscallError("ptrace(GETREGS)", err)
 			}
 			return regs, nil
-		case event(ws) == unix.PTRACE_EVENT_CLONE || event(ws) == unix.PTRACE_EVENT_FORK ||
-			event(ws) == unix.PTRACE_EVENT_VFORK:
+		case sys.Event(ws) == unix.PTRACE_EVENT_CLONE || sys.Event(ws) == unix.PTRACE_EVENT_FORK ||
+			sys.Event(ws) == unix.PTRACE_EVENT_VFORK:
 			msg, err := unix.PtraceGetEventMsg(t.Tid)
 			if err != nil {
 				return regs, os.NewSyscallError("ptrace(GETEVENTMSG)", err)
 			}
 			t.Child = int(msg)
-		case event(ws) != 0:
+		case sys.Event(ws) != 0:
 			// Another event stop (a group-stop, an exec): carry on.
 		case isFault(ws.StopSignal()):
 			unix.PtraceGetRegs(t.Tid, &regs)
@@ -196,5 +197,5 @@ func (t *Task) Restore() error {
 	if t.g != nil {
 		return t.g.release()
 	}
-	return wrap("ptrace(SETREGS)", unix.PtraceSetRegs(t.Tid, &t.Saved))
+	return sys.Wrap("ptrace(SETREGS)", unix.PtraceSetRegs(t.Tid, &t.Saved))
 }

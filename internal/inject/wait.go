@@ -2,12 +2,12 @@ package inject
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // StepTimeout bounds how long a task may take to come back from one
@@ -30,44 +30,22 @@ func wait(tid int, timeout time.Duration, unstick func(tid int)) (unix.WaitStatu
 		unstick(tid)
 	})
 	defer watchdog.Stop()
-	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return ws, os.NewSyscallError("wait4", err)
-		case stuck.Load():
-			return ws, fmt.Errorf("no stop within %v: %w", timeout, unix.ETIMEDOUT)
-		}
-		return ws, nil
+	_, ws, err := sys.Wait4(tid, unix.WALL)
+	switch {
+	case err != nil:
+		return ws, err
+	case stuck.Load():
+		return ws, fmt.Errorf("no stop within %v: %w", timeout, unix.ETIMEDOUT)
 	}
+	return ws, nil
 }
 
 // kill is the watchdog's action on a task whose death is harmless (a task
 // of a restore under construction).
 func kill(tid int) { unix.Kill(tid, unix.SIGKILL) }
 
-// event is the ptrace event of a stop (bits 16-23), 0 for none.
-func event(ws unix.WaitStatus) int { return int(ws) >> 16 & 0xff }
-
-func describe(ws unix.WaitStatus) string {
-	if ws.Exited() {
-		return "exit status " + strconv.Itoa(ws.ExitStatus())
-	}
-	return "killed by " + ws.Signal().String()
-}
-
 // isFault reports signals the injected instruction itself raised: going
 // on would only raise them again.
 func isFault(sig unix.Signal) bool {
 	return sig == unix.SIGSEGV || sig == unix.SIGBUS || sig == unix.SIGILL || sig == unix.SIGFPE
-}
-
-func wrap(op string, err error) error {
-	if err != nil {
-		return os.NewSyscallError(op, err)
-	}
-	return nil
 }
