@@ -52,6 +52,10 @@ const entrySize = 64
 // TableSize is the bytes a batch of n calls needs at its table address.
 func TableSize(n int) int { return (n + 1) * entrySize }
 
+// BatchCapacity is how many calls a table of size bytes holds (one entry
+// ends the table).
+func BatchCapacity(size int) int { return size/entrySize - 1 }
+
 // Batch runs calls in the task through BatchCode, which must already be in
 // its memory at code (executable); the table is written at table. It
 // returns every call's result, or an error naming the first call that

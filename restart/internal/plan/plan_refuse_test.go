@@ -123,7 +123,7 @@ func TestPlanRefuses(t *testing.T) {
 			{Pid: 2, PPid: 1, TGid: 2, PGid: 2, Sid: 2},
 			{Pid: 3, PPid: 1, TGid: 2, PGid: 1, Sid: 1},
 		}}},
-		want: []string{"thread 3", "share its leader"},
+		want: []string{"task 2 (pid 3)", "differ from its leader"},
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

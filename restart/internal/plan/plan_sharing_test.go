@@ -135,8 +135,8 @@ func TestPlanSharingRefused(t *testing.T) {
 		f    Forest
 		want string
 	}{
-		{"root", tree(image.TaskSharesFiles), "the root cannot share its parent's descriptor table"},
-		{"thread", tree(0, 0, image.TaskSharesFS), "thread 3: a thread shares everything with its leader"},
+		{"root", tree(image.TaskSharesFiles), "task 0 (pid 1): the root task carries flags files, but its parent is outside the tree"},
+		{"thread", tree(0, 0, image.TaskSharesFS), "task 2 (pid 3): a thread carries flags fs: it shares everything with its leader"},
 		{"unknown", tree(0, 1<<5), "unknown flags 0x20"},
 		{"zombie", zombie, "zombie 2: a zombie holds no fs struct"},
 	} {
