@@ -14,7 +14,7 @@ import (
 )
 
 // The address space is rebuilt in a task that is still a copy of the seed
-// (DESIGN.md §5): unmap everything of the seed but the vDSO, vvar and a
+// (docs/DESIGN.md §6): unmap everything of the seed but the vDSO, vvar and a
 // scratch area placed clear of the image's mappings; move the vDSO and vvar
 // where they were; map every mapping of the image at its address; write the
 // pages; set the mm fields; drop the scratch area. Only the vDSO's syscall
