@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -126,7 +125,7 @@ func linkInode(target, prefix string) (uint64, error) {
 // readPipe copies the bytes buffered in a pipe without taking them: tee(2)
 // from the pipe (reopened through /proc) into a pipe of our own.
 func readPipe(pid, fd int, ino uint64) (*image.Pipe, error) {
-	src, err := os.OpenFile(procfs.FDPath(pid, fd), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	src, err := os.OpenFile(procfs.FDPath(pid, fd), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,8 @@ package plan
 
 import (
 	"fmt"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // This file is a small simulation of the kernel's process bookkeeping: pid
@@ -206,7 +207,7 @@ func (m *Model) Processes() []*Task {
 	return out
 }
 
-func errno(e syscall.Errno, format string, args ...any) error {
+func errno(e unix.Errno, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), e)
 }
 
@@ -257,24 +258,24 @@ func (m *Model) groupMember(pgrp *pidObj) *Task {
 // cursor, as in alloc_pid.
 func (m *Model) alloc(ns *Namespace, want int32) (int32, error) {
 	if ns.dead {
-		return 0, errno(syscall.ENOMEM, "namespace level %d is dead (its init exited)", ns.Level)
+		return 0, errno(unix.ENOMEM, "namespace level %d is dead (its init exited)", ns.Level)
 	}
 	if want != 0 {
 		if want < 0 || want >= pidMax {
-			return 0, errno(syscall.EINVAL, "set_tid %d out of range", want)
+			return 0, errno(unix.EINVAL, "set_tid %d out of range", want)
 		}
 		// alloc_pid: "fail if a PID != 1 is requested and no PID 1 exists".
 		if want != 1 && ns.Init == nil {
-			return 0, errno(syscall.EINVAL, "set_tid %d in a namespace without init", want)
+			return 0, errno(unix.EINVAL, "set_tid %d in a namespace without init", want)
 		}
 		if m.inUse(ns, want) {
-			return 0, errno(syscall.EEXIST, "pid %d is taken in namespace level %d", want, ns.Level)
+			return 0, errno(unix.EEXIST, "pid %d is taken in namespace level %d", want, ns.Level)
 		}
 		return want, nil
 	}
 	if ns.Init == nil {
 		if m.inUse(ns, 1) {
-			return 0, errno(syscall.EEXIST, "pid 1 is taken")
+			return 0, errno(unix.EEXIST, "pid 1 is taken")
 		}
 		ns.last = 1
 		return 1, nil
@@ -290,7 +291,7 @@ func (m *Model) alloc(ns *Namespace, want int32) (int32, error) {
 			return nr, nil
 		}
 	}
-	return 0, errno(syscall.EAGAIN, "no free pid in namespace level %d", ns.Level)
+	return 0, errno(unix.EAGAIN, "no free pid in namespace level %d", ns.Level)
 }
 
 // Clone creates a task as clone3 would. pfc is the actor's
@@ -298,37 +299,37 @@ func (m *Model) alloc(ns *Namespace, want int32) (int32, error) {
 // preceding setns). setTid is clone3's set_tid, innermost level first.
 func (m *Model) Clone(actor *Task, flags CloneFlags, pfc *Namespace, setTid []int32) (*Task, error) {
 	if actor.State != Alive {
-		return nil, errno(syscall.ESRCH, "clone by %s: not alive", actor)
+		return nil, errno(unix.ESRCH, "clone by %s: not alive", actor)
 	}
 	if pfc == nil {
 		pfc = actor.NS
 	}
 	if !actor.NS.IsAncestorOf(pfc) {
 		// setns(CLONE_NEWPID) only enters descendants of the active namespace.
-		return nil, errno(syscall.EINVAL, "clone by %s: pid_for_children is not below its namespace", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: pid_for_children is not below its namespace", actor)
 	}
 	if flags&CloneThread != 0 && flags&CloneNewPID != 0 {
-		return nil, errno(syscall.EINVAL, "clone by %s: CLONE_THREAD with CLONE_NEWPID", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: CLONE_THREAD with CLONE_NEWPID", actor)
 	}
 	// copy_process: a thread needs pid_for_children == active namespace.
 	if flags&CloneThread != 0 && pfc != actor.NS {
-		return nil, errno(syscall.EINVAL, "clone by %s: CLONE_THREAD after setns", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: CLONE_THREAD after setns", actor)
 	}
 	leader := actor.Leader
 	// copy_process: "siblings of global init remain as zombies on exit since
 	// they are not reaped by their parent (swapper)"; and a namespace init
 	// (SIGNAL_UNKILLABLE) may not create siblings outside its namespace.
 	if flags&CloneParent != 0 && leader.NS.Init == leader {
-		return nil, errno(syscall.EINVAL, "clone by %s: CLONE_PARENT from a namespace init", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: CLONE_PARENT from a namespace init", actor)
 	}
 	childNS := pfc
 	if flags&CloneNewPID != 0 {
 		// copy_pid_ns: the new namespace's parent must be the active one.
 		if pfc != actor.NS {
-			return nil, errno(syscall.EINVAL, "clone by %s: CLONE_NEWPID after setns", actor)
+			return nil, errno(unix.EINVAL, "clone by %s: CLONE_NEWPID after setns", actor)
 		}
 		if pfc.Level+1 > 32 {
-			return nil, errno(syscall.ENOSPC, "clone by %s: pid namespaces nested too deep", actor)
+			return nil, errno(unix.ENOSPC, "clone by %s: pid namespaces nested too deep", actor)
 		}
 		childNS = nil // created below, once the numbers are known to be free
 	}
@@ -337,7 +338,7 @@ func (m *Model) Clone(actor *Task, flags CloneFlags, pfc *Namespace, setTid []in
 		level++
 	}
 	if len(setTid) > level+1 {
-		return nil, errno(syscall.EINVAL, "clone by %s: %d set_tid entries for %d levels", actor, len(setTid), level+1)
+		return nil, errno(unix.EINVAL, "clone by %s: %d set_tid entries for %d levels", actor, len(setTid), level+1)
 	}
 	// Allocate innermost first, as alloc_pid does.
 	nums := make([]pidNum, level+1)
@@ -358,7 +359,7 @@ func (m *Model) Clone(actor *Task, flags CloneFlags, pfc *Namespace, setTid []in
 		if i < len(setTid) {
 			want = setTid[i]
 			if want <= 0 {
-				return nil, errno(syscall.EINVAL, "clone by %s: set_tid[%d] = %d", actor, i, want)
+				return nil, errno(unix.EINVAL, "clone by %s: set_tid[%d] = %d", actor, i, want)
 			}
 		}
 		nr, err := m.alloc(ns, want)
@@ -407,13 +408,13 @@ func (m *Model) Clone(actor *Task, flags CloneFlags, pfc *Namespace, setTid []in
 // Setsid is setsid(2) by p's thread group.
 func (m *Model) Setsid(p *Task) error {
 	if p.State != Alive {
-		return errno(syscall.ESRCH, "setsid by %s: not alive", p)
+		return errno(unix.ESRCH, "setsid by %s: not alive", p)
 	}
 	g := p.Leader
 	// ksys_setsid: "Fail if group_leader is already a process group leader"
 	// (any task still using its pid as a group, a zombie included).
 	if m.groupMember(g.pid) != nil {
-		return errno(syscall.EPERM, "setsid by %s: it is a process group leader", p)
+		return errno(unix.EPERM, "setsid by %s: it is a process group leader", p)
 	}
 	g.session, g.pgrp = g.pid, g.pid
 	for _, t := range g.threads {
@@ -426,7 +427,7 @@ func (m *Model) Setsid(p *Task) error {
 // actor sees them, 0 meaning "the caller" and "the target's own pid".
 func (m *Model) Setpgid(actor *Task, pid, pgid int32) error {
 	if actor.State != Alive {
-		return errno(syscall.ESRCH, "setpgid by %s: not alive", actor)
+		return errno(unix.ESRCH, "setpgid by %s: not alive", actor)
 	}
 	me := actor.Leader
 	ns := actor.NS
@@ -437,31 +438,31 @@ func (m *Model) Setpgid(actor *Task, pid, pgid int32) error {
 		pgid = pid
 	}
 	if pgid < 0 {
-		return errno(syscall.EINVAL, "setpgid(%d, %d) by %s", pid, pgid, actor)
+		return errno(unix.EINVAL, "setpgid(%d, %d) by %s", pid, pgid, actor)
 	}
 	p := m.findTask(ns, pid)
 	if p == nil {
-		return errno(syscall.ESRCH, "setpgid(%d, %d) by %s: no such task", pid, pgid, actor)
+		return errno(unix.ESRCH, "setpgid(%d, %d) by %s: no such task", pid, pgid, actor)
 	}
 	if !p.isLeader() {
-		return errno(syscall.EINVAL, "setpgid(%d, %d) by %s: a thread", pid, pgid, actor)
+		return errno(unix.EINVAL, "setpgid(%d, %d) by %s: a thread", pid, pgid, actor)
 	}
 	if p.Parent == me {
 		if p.session != me.session {
-			return errno(syscall.EPERM, "setpgid(%d, %d) by %s: child %s is in another session", pid, pgid, actor, p)
+			return errno(unix.EPERM, "setpgid(%d, %d) by %s: child %s is in another session", pid, pgid, actor, p)
 		}
 	} else if p != me {
-		return errno(syscall.ESRCH, "setpgid(%d, %d) by %s: %s is neither the caller nor its child", pid, pgid, actor, p)
+		return errno(unix.ESRCH, "setpgid(%d, %d) by %s: %s is neither the caller nor its child", pid, pgid, actor, p)
 	}
 	if p.isSessionLeader() {
-		return errno(syscall.EPERM, "setpgid(%d, %d) by %s: %s is a session leader", pid, pgid, actor, p)
+		return errno(unix.EPERM, "setpgid(%d, %d) by %s: %s is a session leader", pid, pgid, actor, p)
 	}
 	pgrp := p.pid
 	if pgid != pid {
 		pgrp = m.findPid(ns, pgid)
 		g := m.groupMember(pgrp)
 		if pgrp == nil || g == nil || g.session != p.session {
-			return errno(syscall.EPERM, "setpgid(%d, %d) by %s: no such group in the session of %s", pid, pgid, actor, p)
+			return errno(unix.EPERM, "setpgid(%d, %d) by %s: no such group in the session of %s", pid, pgid, actor, p)
 		}
 	}
 	p.pgrp = pgrp
@@ -474,7 +475,7 @@ func (m *Model) Setpgid(actor *Task, pid, pgid int32) error {
 // SetSubreaper is prctl(PR_SET_CHILD_SUBREAPER, on).
 func (m *Model) SetSubreaper(p *Task, on bool) error {
 	if p.State != Alive {
-		return errno(syscall.ESRCH, "prctl by %s: not alive", p)
+		return errno(unix.ESRCH, "prctl by %s: not alive", p)
 	}
 	p.Leader.Subreaper = on
 	return nil
@@ -486,7 +487,7 @@ func (m *Model) SetSubreaper(p *Task, on bool) error {
 // init, every other task of its namespace is killed and reaped.
 func (m *Model) Exit(p *Task, status int32) error {
 	if p.State != Alive {
-		return errno(syscall.ESRCH, "exit of %s: not alive", p)
+		return errno(unix.ESRCH, "exit of %s: not alive", p)
 	}
 	g := p.Leader
 	for _, t := range g.threads {
@@ -547,14 +548,14 @@ func (m *Model) findNewReaper(father *Task) *Task {
 // Wait is waitid(P_PID, pid, WEXITED) by actor: reaps its zombie child.
 func (m *Model) Wait(actor *Task, pid int32) (int32, error) {
 	if actor.State != Alive {
-		return 0, errno(syscall.ESRCH, "wait by %s: not alive", actor)
+		return 0, errno(unix.ESRCH, "wait by %s: not alive", actor)
 	}
 	c := m.findTask(actor.NS, pid)
 	if c == nil || c.Parent != actor.Leader || !c.isLeader() {
-		return 0, errno(syscall.ECHILD, "wait(%d) by %s: not its child", pid, actor)
+		return 0, errno(unix.ECHILD, "wait(%d) by %s: not its child", pid, actor)
 	}
 	if c.State != Zombie {
-		return 0, errno(syscall.EAGAIN, "wait(%d) by %s: %s has not exited (would block)", pid, actor, c)
+		return 0, errno(unix.EAGAIN, "wait(%d) by %s: %s has not exited (would block)", pid, actor, c)
 	}
 	m.release(c)
 	return c.Status, nil
