@@ -108,36 +108,8 @@ func (t *Task) contToTrap() error {
 	if t.g != nil {
 		return fmt.Errorf("batches are not for guarded tasks")
 	}
-	sig := 0
-	for {
-		if err := unix.PtraceCont(t.Tid, sig); err != nil {
-			return os.NewSyscallError("ptrace(CONT)", err)
-		}
-		sig = 0
-		ws, err := wait(t.Tid, StepTimeout, kill)
-		if err != nil {
-			return err
-		}
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return fmt.Errorf("task died (%v)", sys.Death(ws))
-		case !ws.Stopped():
-		case sys.Event(ws) == unix.PTRACE_EVENT_CLONE || sys.Event(ws) == unix.PTRACE_EVENT_FORK ||
-			sys.Event(ws) == unix.PTRACE_EVENT_VFORK:
-			msg, err := unix.PtraceGetEventMsg(t.Tid)
-			if err != nil {
-				return os.NewSyscallError("ptrace(GETEVENTMSG)", err)
-			}
-			t.Child = int(msg)
-		case sys.Event(ws) != 0:
-		case ws.StopSignal() == unix.SIGTRAP:
-			return nil
-		case isFault(ws.StopSignal()):
-			var regs unix.PtraceRegs
-			unix.PtraceGetRegs(t.Tid, &regs)
-			return fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
-		default:
-			t.Pending = int(ws.StopSignal())
-		}
-	}
+	atTrap := func(ws unix.WaitStatus) bool { return sys.Event(ws) == 0 && ws.StopSignal() == unix.SIGTRAP }
+	hold := func(sig int) (int, error) { t.Pending = sig; return 0, nil }
+	_, err := t.drive(unix.PtraceCont, kill, atTrap, hold)
+	return err
 }
