@@ -5,9 +5,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
-	"github.com/ckptfs/ckptfs/image"
+	"golang.org/x/sys/unix"
+
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
@@ -18,24 +18,22 @@ type Caller struct {
 	Pid      int    // thread id, in the daemon's pid namespace
 }
 
-// Creds are the facts about a task that decide who may ptrace it.
-type Creds struct {
+// PtraceCreds are the facts about a task that decide who may ptrace it.
+type PtraceCreds struct {
 	Uid, Gid [3]int // real, effective, saved
 	CapPrm   uint64
 	Dumpable bool
 }
 
-const capSysPtrace = 19
-
-// credsOf reads the ptrace-relevant credentials of a task.
-func credsOf(tgid int, st *procfs.Status) Creds {
-	c := Creds{CapPrm: st.CapPrm}
+// ptraceCredsOf reads the ptrace-relevant credentials of a task.
+func ptraceCredsOf(tgid int, st *procfs.Status) PtraceCreds {
+	c := PtraceCreds{CapPrm: st.CapPrm}
 	copy(c.Uid[:], st.Uid[:3])
 	copy(c.Gid[:], st.Gid[:3])
 	// A non-dumpable task's /proc directory belongs to root: that is how
 	// the kernel itself hides such a task from its owner.
-	var fi syscall.Stat_t
-	c.Dumpable = syscall.Stat(procfs.Root+"/"+strconv.Itoa(tgid), &fi) == nil && int(fi.Uid) == st.Uid[1]
+	owner, err := procfs.Owner(tgid)
+	c.Dumpable = err == nil && int(owner) == st.Uid[1]
 	return c
 }
 
@@ -67,7 +65,7 @@ func (c Caller) Access() (*Access, error) {
 		caller:     c,
 		tgid:       self.Tgid,
 		capPrm:     self.CapPrm,
-		privileged: self.CapEff&(1<<capSysPtrace) != 0 && sameUserNS(c.Pid),
+		privileged: self.CapEff&(1<<unix.CAP_SYS_PTRACE) != 0 && sameUserNS(c.Pid),
 		scope:      yamaScope(),
 	}, nil
 }
@@ -89,7 +87,7 @@ func (a *Access) Allow(tgid, tid int) error {
 	if err != nil {
 		return taskErr(tid, "access", err)
 	}
-	return a.Check(Member{TaskID{tgid, tid}, credsOf(tgid, st)})
+	return a.Check(Member{TaskID{tgid, tid}, ptraceCredsOf(tgid, st)})
 }
 
 // Check applies the ptrace rules to a task as a snapshot recorded it, so
@@ -160,17 +158,4 @@ func isAncestor(anc, pid int) bool {
 		pid = st.PPid
 	}
 	return false
-}
-
-// CredsOf is a task's credentials, from its /proc status, as the image
-// keeps them.
-func CredsOf(st *procfs.Status) *image.Creds {
-	c := &image.Creds{CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb}
-	for i := range c.Uid {
-		c.Uid[i], c.Gid[i] = uint32(st.Uid[i]), uint32(st.Gid[i])
-	}
-	for _, g := range st.Groups {
-		c.Groups = append(c.Groups, uint32(g))
-	}
-	return c
 }

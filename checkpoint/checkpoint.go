@@ -35,7 +35,7 @@ type Result struct {
 // Member is a task of a checkpointed tree and the credentials it had.
 type Member struct {
 	TaskID
-	Creds Creds
+	Creds PtraceCreds
 }
 
 // TaskID names a task (thread) in the checkpointer's pid namespace.
@@ -84,7 +84,7 @@ func write(ctx context.Context, w io.Writer, f *frozen, opt *Options) (*Result, 
 	}
 	res := &Result{Mode: mode, Tasks: len(infos), Members: make([]Member, len(infos))}
 	for i, t := range infos {
-		res.Members[i] = Member{TaskID{t.tgid, t.tid}, credsOf(t.tgid, t.status)}
+		res.Members[i] = Member{TaskID{t.tgid, t.tid}, ptraceCredsOf(t.tgid, t.status)}
 	}
 
 	iw := image.NewWriter(w)

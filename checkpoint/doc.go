@@ -1,7 +1,7 @@
 // Package checkpoint captures a live process subtree into an image.
 //
 // The data flows one way: /proc and ptrace → this package → image types →
-// bytes. A checkpoint runs in three steps (DESIGN.md §3):
+// bytes. A checkpoint runs in three steps (docs/DESIGN.md §4):
 //
 //  1. freeze: every task of the subtree is ptrace-seized and interrupted,
 //     top down, and the tree is walked again until a walk finds no task

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -18,10 +17,11 @@ import (
 // readMM reads the address space of the frozen process pid. brk is read by
 // making the process call brk(0): /proc shows only where the heap starts.
 func readMM(pid int, brk uint64) (*image.MM, error) {
-	f, err := procfs.ReadMMFields(pid)
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return nil, err
 	}
+	f := &st.MM
 	auxv, err := procfs.ReadAuxv(pid)
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ type pageWriter struct {
 }
 
 func newPageWriter(pid, pageSize int) (*pageWriter, error) {
-	mem, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mem")
+	mem, err := procfs.OpenMem(pid, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}

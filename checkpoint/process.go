@@ -3,8 +3,6 @@ package checkpoint
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -18,35 +16,23 @@ import (
 // oom_score_adj and no_new_privs from /proc, and its child-subreaper flag,
 // which only prctl tells, from the stopped task itself.
 func readProcess(t *taskInfo, inj *inject.Task) (*image.Process, error) {
-	dir := procfs.Root + "/" + strconv.Itoa(t.tgid)
 	p := &image.Process{Umask: t.status.Umask, NoNewPrivs: t.status.NoNewPrivs, Nice: t.stat.Nice}
 	var err error
-	if p.Cwd, err = os.Readlink(dir + "/cwd"); err != nil {
+	if p.Cwd, err = procfs.Cwd(t.tgid); err != nil {
 		return nil, err
 	}
-	if p.Root, err = os.Readlink(dir + "/root"); err != nil {
+	if p.Root, err = procfs.RootDir(t.tgid); err != nil {
 		return nil, err
 	}
 	if strings.HasSuffix(p.Cwd, " (deleted)") {
 		return nil, fmt.Errorf("working directory %s: %w", p.Cwd, ErrUnsupported)
 	}
-	data, err := os.ReadFile(dir + "/personality")
-	if err != nil {
+	if p.Personality, err = procfs.ReadPersonality(t.tgid); err != nil {
 		return nil, err
 	}
-	pers, err := strconv.ParseUint(strings.TrimSpace(string(data)), 16, 32)
-	if err != nil {
+	if p.OOMScoreAdj, err = procfs.ReadOOMScoreAdj(t.tgid); err != nil {
 		return nil, err
 	}
-	p.Personality = uint32(pers)
-	if data, err = os.ReadFile(dir + "/oom_score_adj"); err != nil {
-		return nil, err
-	}
-	adj, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return nil, err
-	}
-	p.OOMScoreAdj = int32(adj)
 	b, err := inj.Query(4, unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, inj.Data())
 	if err != nil {
 		return nil, fmt.Errorf("PR_GET_CHILD_SUBREAPER: %w", err)

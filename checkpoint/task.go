@@ -45,7 +45,7 @@ func readTask(f *frozen, t *taskInfo, space *inject.Space) (*taskState, error) {
 		// guard's frame is not one the kernel made.
 		return nil, fmt.Errorf("x86 user shadow stack: %w", ErrUnsupported)
 	}
-	s := &taskState{creds: CredsOf(t.status)}
+	s := &taskState{creds: t.status.ImageCreds()}
 	err := f.tr.Do(func() (err error) {
 		if s.regs, err = readRegs(t.tid); err != nil {
 			return err

@@ -31,7 +31,8 @@ var (
 
 // FormatError says what is wrong with an image and where: the section
 // (record name such as "PIDS", or "record 401" for a per-task record) and the
-// byte offset in the stream of the offending field or record.
+// byte offset in the stream of the offending field or record (-1 for a
+// section built in memory, see CheckForest).
 type FormatError struct {
 	Section string
 	Offset  int64
@@ -43,6 +44,10 @@ func (e *FormatError) Error() string {
 	reason := e.Reason
 	if reason == "" && e.Err != nil {
 		reason = strings.TrimPrefix(e.Err.Error(), "image: ")
+	}
+	if e.Offset < 0 {
+		// Sections built in memory (CheckForest) have no offset.
+		return fmt.Sprintf("image: %s: %s", e.Section, reason)
 	}
 	return fmt.Sprintf("image: %s at byte %d: %s", e.Section, e.Offset, reason)
 }

@@ -174,8 +174,17 @@ var hostile = []struct {
 		return mutate(func(img *Image) { img.Tree.Tasks[2].PPid = 4 })
 	}, ErrTree, "TREE"},
 	{"thread in another namespace", func() []byte {
-		return mutate(func(img *Image) { img.Tree.Tasks[4].TGid = 2; img.Tree.Tasks[4].PPid = 1 })
+		return mutate(func(img *Image) {
+			t, l := &img.Tree.Tasks[4], img.Tree.Tasks[1]
+			t.TGid, t.PPid, t.PGid, t.Sid = l.Pid, l.PPid, l.PGid, l.Sid
+		})
 	}, ErrNamespace, "TREE"},
+	{"thread in another process group", func() []byte {
+		return mutate(func(img *Image) {
+			t, l := &img.Tree.Tasks[2], img.Tree.Tasks[1]
+			t.TGid, t.PPid, t.PGid, t.Sid = l.Pid, l.PPid, t.Pid, l.Sid
+		})
+	}, ErrTree, "TREE"},
 	{"depth against the pid", func() []byte {
 		return mutate(func(img *Image) { img.Tree.Tasks[5].Depth = 1 })
 	}, ErrNamespace, "TREE"},
@@ -190,8 +199,8 @@ var hostile = []struct {
 			img.Tasks[5], img.Tasks[6] = img.Tasks[6], img.Tasks[5]
 		})
 	}, ErrNamespace, "TREE"},
-	{"ancestor pgid in container mode", func() []byte {
-		return mutateSimple(func(img *Image) { img.Tree.Tasks[1].PGid = TagAncestor })
+	{"root pgid in container mode", func() []byte {
+		return mutateSimple(func(img *Image) { img.Tree.Tasks[1].PGid = TagRoot })
 	}, ErrTag, "TREE"},
 	{"unknown task flags", func() []byte {
 		return mutate(func(img *Image) { img.Tree.Tasks[3].Flags = 1 << 7 })
@@ -328,7 +337,7 @@ func TestWriterRefuses(t *testing.T) {
 	img.Tree.Tasks[4].PGid = 10
 	err := WriteImage(new(bytes.Buffer), img)
 	wantFormatErr(t, err, ErrTag, "TREE")
-	if got := err.Error(); got != "image: TREE at byte 386: task 4: pgid tag 10 is not defined" {
+	if got := err.Error(); got != "image: TREE at byte 386: task 4 (pid 104/2): pgid tag 10 is not defined" {
 		t.Errorf("message %q", got)
 	}
 }
@@ -426,4 +435,22 @@ func TestHugeClaimsAllocateLittle(t *testing.T) {
 			t.Errorf("input %d: 10 reads allocated %d bytes", i, n)
 		}
 	}
+}
+
+// TestCheckForest: sections built in memory obey the rules a decoded image
+// does, and a broken one is named by section and task, without an offset.
+func TestCheckForest(t *testing.T) {
+	img := nestedImage()
+	if err := CheckForest(img.Header.Mode, &img.Pids, &img.Tree); err != nil {
+		t.Fatalf("a valid forest refused: %v", err)
+	}
+	img.Tree.Tasks[4].PGid = 10
+	err := CheckForest(img.Header.Mode, &img.Pids, &img.Tree)
+	wantFormatErr(t, err, ErrTag, "TREE")
+	if got := err.Error(); got != "image: TREE: task 4 (pid 104/2): pgid tag 10 is not defined" {
+		t.Errorf("message %q", got)
+	}
+	img = nestedImage()
+	img.Pids.Pids[3].Levels[0].Nr = img.Pids.Pids[2].Levels[0].Nr
+	wantFormatErr(t, CheckForest(img.Header.Mode, &img.Pids, &img.Tree), ErrDuplicate, "PIDS")
 }

@@ -89,17 +89,8 @@ func decodePids(h recHeader, payload []byte) (*Pids, *pidsInfo, error) {
 		tag := Tag(i + 1)
 		off := d.off()
 		parent := Tag(d.u32("namespace parent"))
-		switch {
-		case tag == 1 && parent != 0:
-			d.failAt(off, ErrNamespace, "namespace 1 (the root's) has parent %d, want 0", parent)
-		case tag > 1 && (parent == 0 || parent >= tag):
-			d.failAt(off, ErrTag, "namespace %d: parent tag %d is not a namespace defined before it", tag, parent)
-		case tag > 1:
-			info.nsLevel[tag] = info.nsLevel[parent] + 1
-			if info.nsLevel[tag] > MaxPidLevel {
-				d.failAt(off, ErrNamespace, "namespace %d is %d levels deep, the kernel allows %d",
-					tag, info.nsLevel[tag], MaxPidLevel)
-			}
+		if d.err == nil {
+			d.breakAt(off, nsRule(tag, parent, info))
 		}
 		p.NS[i].Parent = parent
 	}
@@ -107,11 +98,7 @@ func decodePids(h recHeader, payload []byte) (*Pids, *pidsInfo, error) {
 	// One backing array for every level of every pid: the record length
 	// already bounds it, and it saves an allocation per pid.
 	levels := make([]PidLevel, nrPids+nrVpids)
-	type key struct {
-		ns Tag
-		nr int32
-	}
-	seen := make(map[key]Tag, nrPids)
+	seen := make(numbersSeen, nrPids)
 	used := 0
 	for i := range p.Pids {
 		tag := Tag(i + 1)
@@ -133,32 +120,26 @@ func decodePids(h recHeader, payload []byte) (*Pids, *pidsInfo, error) {
 		used += n
 		for k := range pl {
 			off := d.off()
-			ns := Tag(d.u32("pid namespace"))
-			nr := int32(d.u32("pid number"))
+			lv := PidLevel{NS: Tag(d.u32("pid namespace")), Nr: int32(d.u32("pid number"))}
 			if d.err != nil {
 				break
 			}
-			switch {
-			case ns == 0 || int(ns) > nrNS:
-				d.failAt(off, ErrTag, "pid %d level %d: namespace tag %d is not defined", tag, k, ns)
-			case k == 0 && ns != 1:
-				d.failAt(off, ErrNamespace, "pid %d level 0: namespace %d, want 1 (the root's)", tag, ns)
-			case k > 0 && p.NS[ns-1].Parent != pl[k-1].NS:
-				d.failAt(off, ErrNamespace, "pid %d level %d: namespace %d is not a child of namespace %d of level %d",
-					tag, k, ns, pl[k-1].NS, k-1)
-			case nr < 1:
-				d.failAt(off+4, ErrInvalid, "pid %d level %d: number %d is not positive", tag, k, nr)
+			var prev PidLevel
+			if k > 0 {
+				prev = pl[k-1]
 			}
-			if d.err != nil {
+			if b, onNumber := levelRule(p, tag, k, lv, prev); b != nil {
+				if onNumber {
+					off += 4
+				}
+				d.breakAt(off, b)
 				break
 			}
-			if other, dup := seen[key{ns, nr}]; dup {
-				d.failAt(off+4, ErrDuplicate, "pid %d level %d: number %d in namespace %d already belongs to pid %d",
-					tag, k, nr, ns, other)
+			if b := seen.add(tag, k, lv); b != nil {
+				d.breakAt(off+4, b)
 				break
 			}
-			seen[key{ns, nr}] = tag
-			pl[k] = PidLevel{NS: ns, Nr: nr}
+			pl[k] = lv
 		}
 		p.Pids[i].Levels = pl
 	}

@@ -142,6 +142,13 @@ func (d *decoder) failAt(off int64, err error, format string, args ...any) {
 	}
 }
 
+// breakAt records a broken rule (see rules.go), if any, at offset off.
+func (d *decoder) breakAt(off int64, b *broken) {
+	if b != nil {
+		d.failAt(off, b.err, "%s", b.reason)
+	}
+}
+
 func (d *decoder) fail(err error, format string, args ...any) {
 	d.failAt(d.off(), err, format, args...)
 }

@@ -3,14 +3,10 @@ package restart
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
@@ -83,13 +79,9 @@ func (p *proc) setCreds(c *image.Creds, rsp uint64) error {
 
 // lastCap is the highest capability this kernel knows.
 func lastCap() int {
-	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	n, err := procfs.CapLastCap()
 	if err != nil {
-		return 40 // CAP_CHECKPOINT_RESTORE, the last as of Linux 5.9
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return 40
+		return unix.CAP_CHECKPOINT_RESTORE // the last as of Linux 5.9
 	}
 	return n
 }
@@ -100,7 +92,7 @@ func credsOfTask(tid int) (*image.Creds, error) {
 	if err != nil {
 		return nil, err
 	}
-	return checkpoint.CredsOf(st), nil
+	return st.ImageCreds(), nil
 }
 
 // sameCreds reports whether two sets of credentials are equal.

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/inject"
+	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/restart/internal/plan"
 )
 
 // cloneExtra are the flags a thread needs beyond CLONE_THREAD: the sharing
@@ -22,8 +23,8 @@ const cloneExtra = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE
 // into its actor. It runs on the tracer's thread.
 type executor struct {
 	ctx   context.Context
-	plan  *Plan
-	procs []*proc // by ProcID; procs[Restorer] is the seed
+	plan  *plan.Plan
+	procs []*proc // by plan.ProcID; procs[plan.Restorer] is the seed
 }
 
 func (e *executor) run() error {
@@ -39,22 +40,22 @@ func (e *executor) run() error {
 	return nil
 }
 
-func (e *executor) step(st Step) error {
+func (e *executor) step(st plan.Step) error {
 	actor := e.procs[st.ActorID()]
 	if actor == nil {
 		return fmt.Errorf("actor does not exist yet")
 	}
 	switch s := st.(type) {
-	case Clone:
+	case plan.Clone:
 		return e.clone(actor, s)
-	case Setsid:
+	case plan.Setsid:
 		_, err := actor.syscall(unix.SYS_SETSID)
 		return err
-	case Setpgid:
+	case plan.Setpgid:
 		pgid := uint64(s.PGid)
 		if s.Group == image.TagRoot {
 			// The restorer's own group, which the planner cannot number.
-			g, err := e.procs[Restorer].syscall(unix.SYS_GETPGID, 0)
+			g, err := e.procs[plan.Restorer].syscall(unix.SYS_GETPGID, 0)
 			if err != nil {
 				return err
 			}
@@ -62,16 +63,16 @@ func (e *executor) step(st Step) error {
 		}
 		_, err := actor.syscall(unix.SYS_SETPGID, uint64(s.Pid), pgid)
 		return err
-	case Subreaper:
+	case plan.Subreaper:
 		on := uint64(0)
 		if s.On {
 			on = 1
 		}
 		_, err := actor.syscall(unix.SYS_PRCTL, unix.PR_SET_CHILD_SUBREAPER, on)
 		return err
-	case Exit:
+	case plan.Exit:
 		return actor.exit(s.Status)
-	case Wait:
+	case plan.Wait:
 		_, err := actor.syscall(unix.SYS_WAITID, unix.P_PID, uint64(s.Pid), actor.scratch(), unix.WEXITED, 0)
 		return err
 	}
@@ -80,19 +81,19 @@ func (e *executor) step(st Step) error {
 
 // clone creates a process of the plan, entering the child's namespace first
 // when it lies below the actor's own.
-func (e *executor) clone(actor *proc, s Clone) error {
+func (e *executor) clone(actor *proc, s plan.Clone) error {
 	flags := uint64(s.Flags)
 	// clone3 wants no exit signal with CLONE_PARENT (the child takes its
 	// creator's) or CLONE_THREAD.
 	exitSignal := int(unix.SIGCHLD)
-	if s.Flags&(CloneThread|CloneParent) != 0 {
+	if s.Flags&(plan.CloneThread|plan.CloneParent) != 0 {
 		exitSignal = 0
 	}
-	if s.Flags&CloneThread != 0 {
+	if s.Flags&plan.CloneThread != 0 {
 		flags |= cloneExtra
 	}
 	own := e.plan.Procs[s.Actor].NS
-	enter := s.Flags&CloneNewPID == 0 && s.NS != own && s.NS != 0
+	enter := s.Flags&plan.CloneNewPID == 0 && s.NS != own && s.NS != 0
 	if enter {
 		if err := e.setns(actor, s.NS); err != nil {
 			return err
@@ -127,7 +128,7 @@ func (e *executor) setns(actor *proc, ns image.Tag) error {
 }
 
 func (e *executor) setnsTid(actor *proc, tid int) error {
-	path := "/proc/" + strconv.Itoa(tid) + "/ns/pid"
+	path := procfs.NSPath(tid, "pid")
 	addr := actor.scratch()
 	if err := inject.WriteMem(actor.tid, addr, append([]byte(path), 0)); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // fileDataSet holds the files no path names — deleted files and memfds —
@@ -50,7 +51,7 @@ func (s *fileDataSet) path(f image.FD, g *gate) (string, error) {
 		}
 		s.made[key] = file
 	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), file.Fd()), nil
+	return procfs.FDPath(os.Getpid(), int(file.Fd())), nil
 }
 
 // makeFile makes an unlinked file again: a memfd of the same name and

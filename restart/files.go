@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/internal/seed"
 )
 
@@ -257,7 +258,7 @@ func (s *pipeSet) path(f image.FD, g *gate) (string, error) {
 	if f.Flags&unix.O_ACCMODE == unix.O_WRONLY {
 		end = ends[1]
 	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), end.Fd()), nil
+	return procfs.FDPath(os.Getpid(), int(end.Fd())), nil
 }
 
 // close drops the restorer's ends: the tasks hold their own.

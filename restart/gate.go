@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // Identity is whose rights an unprivileged restore opens files with: the
@@ -118,7 +119,7 @@ func (g *gate) open(path string, access uint32, dev, ino uint64) (string, error)
 				path, st.Dev, st.Ino, dev, ino)
 		}
 	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), nil
+	return procfs.FDPath(os.Getpid(), int(f.Fd())), nil
 }
 
 // accessOf is what open flags ask of a file.
@@ -152,17 +153,17 @@ func become(id *Identity) error {
 	if len(groups) > 0 {
 		gp = unsafe.Pointer(&groups[0])
 	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
 		return os.NewSyscallError("setgroups", e)
 	}
-	syscall.RawSyscall(unix.SYS_SETFSGID, uintptr(id.Gid), 0, 0)
-	syscall.RawSyscall(unix.SYS_SETFSUID, uintptr(id.Uid), 0, 0)
+	unix.RawSyscall(unix.SYS_SETFSGID, uintptr(id.Gid), 0, 0)
+	unix.RawSyscall(unix.SYS_SETFSUID, uintptr(id.Uid), 0, 0)
 	// setfs*id report the previous id, not errors: ask again (-1 changes
 	// nothing) to learn whether it took.
-	if got, _, _ := syscall.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0); uint32(got) != id.Uid {
+	if got, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0); uint32(got) != id.Uid {
 		return fmt.Errorf("setfsuid(%d) left %d", id.Uid, got)
 	}
-	if got, _, _ := syscall.RawSyscall(unix.SYS_SETFSGID, ^uintptr(0), 0, 0); uint32(got) != id.Gid {
+	if got, _, _ := unix.RawSyscall(unix.SYS_SETFSGID, ^uintptr(0), 0, 0); uint32(got) != id.Gid {
 		return fmt.Errorf("setfsgid(%d) left %d", id.Gid, got)
 	}
 	// Only the caller's capabilities: a uid 0 without CAP_DAC_OVERRIDE must
@@ -175,7 +176,7 @@ func become(id *Identity) error {
 	for i := range data {
 		data[i].Effective &= uint32(id.CapEff >> (32 * i))
 	}
-	if _, _, e := syscall.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+	if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		return os.NewSyscallError("capset", e)
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 )
 
 // The address space is rebuilt in a task that is still a copy of the seed
-// (DESIGN.md §5): unmap everything of the seed but the vDSO, vvar and a
+// (docs/DESIGN.md §6): unmap everything of the seed but the vDSO, vvar and a
 // scratch area placed clear of the image's mappings; move the vDSO and vvar
 // where they were; map every mapping of the image at its address; write the
 // pages; set the mm fields; drop the scratch area. Only the vDSO's syscall
@@ -68,7 +68,7 @@ type addrSpace struct {
 }
 
 func newAddrSpace(p *proc, mm *image.MM, g *gate, shmem *shmemSet) (*addrSpace, error) {
-	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", p.tid), os.O_RDWR, 0)
+	mem, err := procfs.OpenMem(p.tid, os.O_RDWR)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (a *addrSpace) mapAll() error {
 // batch runs calls through the batch code in the scratch area, as many
 // at a time as its table holds.
 func (a *addrSpace) batch(calls []inject.Call) ([]uint64, error) {
-	const per = (scratchSize-scratchTable)/64 - 1
+	per := inject.BatchCapacity(scratchSize - scratchTable)
 	var out []uint64
 	for len(calls) > 0 {
 		n := min(len(calls), per)
@@ -345,12 +345,20 @@ func (a *addrSpace) writePages(addr uint64, data []byte) error {
 	return nil
 }
 
+// struct prctl_mm_map (include/uapi/linux/prctl.h): eleven u64 boundaries
+// (start_code ... env_end), then the auxv pointer and size, the exe fd.
+const (
+	mmMapAuxv     = 88  // __u64 *auxv
+	mmMapAuxvSize = 96  // __u32 auxv_size
+	mmMapExeFd    = 100 // __u32 exe_fd
+	mmMapSize     = 104 // sizeof(struct prctl_mm_map)
+)
+
 // finish sets the mm fields (PR_SET_MM_MAP, which also names the
 // executable) and removes the scratch area.
 func (a *addrSpace) finish() error {
 	m := a.mm
-	const mapSize = 104 // struct prctl_mm_map
-	buf := make([]byte, mapSize, mapSize+8*len(m.Auxv))
+	buf := make([]byte, mmMapSize, mmMapSize+8*len(m.Auxv))
 	le := binary.LittleEndian
 	for i, v := range []uint64{m.StartCode, m.EndCode, m.StartData, m.EndData, m.StartBrk, m.Brk,
 		m.StartStack, m.ArgStart, m.ArgEnd, m.EnvStart, m.EnvEnd} {
@@ -362,8 +370,8 @@ func (a *addrSpace) finish() error {
 	// The struct goes one page into the scratch area (paths use its start)
 	// and auxv right behind it.
 	at := a.scratch + scratchMM
-	le.PutUint64(buf[88:], at+mapSize)
-	le.PutUint32(buf[96:], uint32(8*len(m.Auxv)))
+	le.PutUint64(buf[mmMapAuxv:], at+mmMapSize)
+	le.PutUint32(buf[mmMapAuxvSize:], uint32(8*len(m.Auxv)))
 	exeFd := ^uint64(0)
 	if m.Exe != "" {
 		if via, err := a.gate.open(m.Exe, unix.R_OK, 0, 0); err == nil {
@@ -373,11 +381,11 @@ func (a *addrSpace) finish() error {
 			}
 		}
 	}
-	le.PutUint32(buf[100:], uint32(exeFd))
+	le.PutUint32(buf[mmMapExeFd:], uint32(exeFd))
 	if _, err := a.mem.WriteAt(buf, int64(at)); err != nil {
 		return err
 	}
-	if _, err := a.p.syscall(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, at, mapSize, 0); err != nil {
+	if _, err := a.p.syscall(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, at, mmMapSize, 0); err != nil {
 		return fmt.Errorf("set mm fields (PR_SET_MM_MAP): %w", err)
 	}
 	if _, err := a.p.syscall(unix.SYS_MUNMAP, a.scratch, scratchSize); err != nil {

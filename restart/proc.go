@@ -109,23 +109,6 @@ func (p *proc) exit(status int32) error {
 	return p.inj.Exit(ws.ExitStatus(), 0)
 }
 
-// kill ends a task of a failed restore and collects the tracer's report
-// of its death, which releases it to its parent (the seed, or an init) to
-// reap. PTRACE_O_EXITKILL covers the restorer's own death.
-func (p *proc) kill() {
-	unix.Kill(p.tid, unix.SIGKILL)
-	for {
-		var ws unix.WaitStatus
-		_, err := unix.Wait4(p.tid, &ws, unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || ws.Exited() || ws.Signaled() {
-			return
-		}
-	}
-}
-
 // refreshSite finds the task's syscall instruction again: its vDSO moves
 // when its (possibly shared) address space is restored.
 func (p *proc) refreshSite() error {

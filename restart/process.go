@@ -3,8 +3,6 @@ package restart
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -57,8 +55,7 @@ func (p *proc) setProcess(pr *image.Process, rsp uint64, withFS bool) error {
 			return fmt.Errorf("%s: %w", c.what, err)
 		}
 	}
-	adj := strconv.Itoa(int(pr.OOMScoreAdj))
-	if err := os.WriteFile("/proc/"+strconv.Itoa(p.tid)+"/oom_score_adj", []byte(adj), 0); err != nil {
+	if err := procfs.WriteOOMScoreAdj(p.tid, pr.OOMScoreAdj); err != nil {
 		return fmt.Errorf("oom_score_adj: %w", err)
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 	"github.com/ckptfs/ckptfs/internal/seed"
+	"github.com/ckptfs/ckptfs/internal/sys"
+	"github.com/ckptfs/ckptfs/restart/internal/plan"
 )
 
 // Result says what a restore made.
@@ -69,7 +71,7 @@ func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 	// forest is planned with every task alive, and a zombie exits when its
 	// record arrives (it has no children to create by then: the kernel
 	// gave them away when it died).
-	plan, err := MakePlan(Forest{Mode: hdr.Mode, Pids: *pids, Tree: *tree})
+	pl, err := plan.Make(plan.Forest{Mode: hdr.Mode, Pids: *pids, Tree: *tree})
 	if err != nil {
 		return nil, err // names itself: "restart: forest cannot be rebuilt: ..."
 	}
@@ -78,7 +80,7 @@ func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 		return nil, fmt.Errorf("restart: %w", err)
 	}
 	defer g.close()
-	rs := &restorer{ctx: ctx, plan: plan, hdr: hdr, ir: ir, pages: newPageFiller(), opt: opt, gate: g}
+	rs := &restorer{ctx: ctx, plan: pl, hdr: hdr, ir: ir, pages: newPageFiller(), opt: opt, gate: g}
 	rs.sockets.capped = opt.As != nil
 	defer rs.pages.close()
 	defer rs.pipes.close()
@@ -108,13 +110,13 @@ func compatible(h *image.Header) error {
 // restorer holds a restore in progress.
 type restorer struct {
 	ctx  context.Context
-	plan *Plan
+	plan *plan.Plan
 	hdr  *image.Header
 	ir   *image.Reader
 	tr   *ptrace.Tracer
 	seed *seed.Seed
 	ex   executor
-	dead map[ProcID]bool // exited as the plan or the image wants
+	dead map[plan.ProcID]bool // exited as the plan or the image wants
 	// undo tears down what the restore made, should it fail (teardown).
 	undo cleanup.Stack
 
@@ -162,7 +164,7 @@ func (rs *restorer) run() (*Result, error) {
 	rs.tr = ptrace.NewTracer()
 	rs.undo.AddFunc(rs.tr.Close)
 	rs.ex = executor{ctx: rs.ctx, plan: rs.plan, procs: make([]*proc, len(rs.plan.Procs))}
-	rs.dead = make(map[ProcID]bool)
+	rs.dead = make(map[plan.ProcID]bool)
 	err := rs.tr.Do(func() error {
 		// Started from the tracer's thread: the seed's parent-death signal
 		// fires when the thread that forked it exits, and this one lives
@@ -184,7 +186,7 @@ func (rs *restorer) run() (*Result, error) {
 		if rs.seedCreds, err = credsOfTask(p.tid); err != nil {
 			return err
 		}
-		rs.ex.procs[Restorer] = p
+		rs.ex.procs[plan.Restorer] = p
 		rs.undo.Add(func() error { return rs.tr.Do(rs.killForest) })
 		return rs.ex.run()
 	})
@@ -195,7 +197,7 @@ func (rs *restorer) run() (*Result, error) {
 		return nil, fmt.Errorf("restart: build forest: %w", err)
 	}
 	for _, st := range rs.plan.Steps {
-		if x, ok := st.(Exit); ok {
+		if x, ok := st.(plan.Exit); ok {
 			rs.dead[x.Actor] = true
 		}
 	}
@@ -299,7 +301,7 @@ func (rs *restorer) release() (*Result, error) {
 	}
 	var pids []int
 	for id, p := range rs.ex.procs {
-		if p != nil && !rs.dead[ProcID(id)] && ProcID(id) != Restorer && !rs.plan.Procs[id].Thread {
+		if p != nil && !rs.dead[plan.ProcID(id)] && plan.ProcID(id) != plan.Restorer && !rs.plan.Procs[id].Thread {
 			pids = append(pids, p.tid)
 		}
 	}
@@ -311,7 +313,7 @@ func (rs *restorer) release() (*Result, error) {
 	}
 	err := rs.tr.Do(func() error {
 		for id, p := range rs.ex.procs {
-			if p == nil || rs.dead[ProcID(id)] || ProcID(id) == Restorer {
+			if p == nil || rs.dead[plan.ProcID(id)] || plan.ProcID(id) == plan.Restorer {
 				continue
 			}
 			if err := ptrace.Detach(p.tid, p.inj.Pending); err != nil {
@@ -346,7 +348,7 @@ func (rs *restorer) release() (*Result, error) {
 // releaseSeed lets the seed go on from where it stopped itself, into
 // guarding the release and then reaping the tree.
 func (rs *restorer) releaseSeed() error {
-	s := rs.ex.procs[Restorer]
+	s := rs.ex.procs[plan.Restorer]
 	if s == nil {
 		return nil // let go already
 	}
@@ -360,7 +362,7 @@ func (rs *restorer) releaseSeed() error {
 	if err := ptrace.Detach(s.tid, 0); err != nil {
 		return err
 	}
-	rs.ex.procs[Restorer] = nil // no longer ours to drive
+	rs.ex.procs[plan.Restorer] = nil // no longer ours to drive
 	// It stopped itself with SIGSTOP before we seized it, and a task
 	// detached in a group stop stays stopped.
 	return unix.Kill(s.tid, unix.SIGCONT)
@@ -375,7 +377,7 @@ const reapTimeout = 5 * time.Second
 func (rs *restorer) killForest() error {
 	var tids []int // in creation order: parents before children
 	for id, p := range rs.ex.procs {
-		if p != nil && ProcID(id) != Restorer && !rs.dead[ProcID(id)] {
+		if p != nil && plan.ProcID(id) != plan.Restorer && !rs.dead[plan.ProcID(id)] {
 			tids = append(tids, p.tid)
 		}
 	}
@@ -400,11 +402,8 @@ func (rs *restorer) killForest() error {
 // it on to its parent to reap; false if it has not died by deadline.
 func reapTracee(tid int, deadline time.Time) bool {
 	for pause := 50 * time.Microsecond; ; pause = min(2*pause, 5*time.Millisecond) {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		got, ws, err := sys.Wait4(tid, unix.WNOHANG|unix.WALL)
 		switch {
-		case err == unix.EINTR:
-			continue
 		case err != nil: // ECHILD: not ours any more, or already reported
 			return true
 		case got == tid && (ws.Exited() || ws.Signaled()):
@@ -423,7 +422,7 @@ func reapTracee(tid int, deadline time.Time) bool {
 // and kills what it guards. Either way it exits once the forest is gone,
 // which is waited for, within a bound.
 func (rs *restorer) endSeed() error {
-	if rs.ex.procs == nil || rs.ex.procs[Restorer] != nil {
+	if rs.ex.procs == nil || rs.ex.procs[plan.Restorer] != nil {
 		// Never let go: it died with its tracer (EXITKILL), or was never
 		// seized. Make sure.
 		unix.Kill(rs.seed.Pid(), unix.SIGKILL)

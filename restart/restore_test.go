@@ -21,12 +21,14 @@ import (
 	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/internal/ptrace"
 	"github.com/ckptfs/ckptfs/internal/testenv"
 )
 
 // TestMain makes the test binary a child subreaper, so that the trees the
 // tests kill are reaped at once and their pids are free to restore.
 func TestMain(m *testing.M) {
+	ptrace.ReserveMainThread()
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	os.Exit(m.Run())
 }
@@ -351,7 +353,7 @@ func attrsOf(t *testing.T, pid int) string {
 	}
 	policies := map[uint32]int{}
 	for _, tid := range tids {
-		s, err := procfs.ReadTaskSched(pid, tid)
+		s, err := procfs.ReadTaskStat(pid, tid)
 		if err != nil {
 			t.Fatal(err)
 		}

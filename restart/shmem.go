@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // shmemSet holds the shared anonymous memory objects (MAP_SHARED |
@@ -47,7 +48,7 @@ func (s *shmemSet) path(v *image.VMA) (string, error) {
 			return "", fmt.Errorf("shared memory %#x-%#x: size %d: %w", v.Start, v.End, size, err)
 		}
 	}
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), nil
+	return procfs.FDPath(os.Getpid(), int(f.Fd())), nil
 }
 
 // newShmem makes a shared anonymous object and returns its file.
@@ -59,7 +60,7 @@ func newShmem() (*os.File, error) {
 	}
 	defer unix.Munmap(b)
 	addr := uintptr(unsafe.Pointer(&b[0]))
-	f, err := os.OpenFile(fmt.Sprintf("/proc/self/map_files/%x-%x", addr, addr+uintptr(page)), os.O_RDWR, 0)
+	f, err := os.OpenFile(procfs.MapFilesPath(os.Getpid(), uint64(addr), uint64(addr+uintptr(page))), os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/fault"
 )
 
 // taskRecords are the small per-task records of one task, kept until its
@@ -118,6 +119,7 @@ func (rs *restorer) pagesInto(as *addrSpace, rec image.Record) error {
 		return err
 	}
 	rs.pages.put(as, addr, buf)
+	fault.Point("restart-memory")
 	return nil
 }
 

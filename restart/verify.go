@@ -6,6 +6,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/restart/internal/plan"
 )
 
 // verify checks every created task against the image through /proc before
@@ -13,7 +14,7 @@ import (
 // process group and session. A plan proved on the model can still meet a
 // kernel that disagrees; better to stop here than to run a wrong tree.
 func (rs *restorer) verify() error {
-	seedSt, err := procfs.ReadStatus(rs.ex.procs[Restorer].tid)
+	seedSt, err := procfs.ReadStatus(rs.ex.procs[plan.Restorer].tid)
 	if err != nil {
 		return err
 	}

@@ -182,7 +182,7 @@ func TestRestoreCounterResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, tid := range tids {
-			s, err := procfs.ReadTaskSched(pid, tid)
+			s, err := procfs.ReadTaskStat(pid, tid)
 			if err != nil {
 				t.Fatal(err)
 			}

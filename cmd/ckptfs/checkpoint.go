@@ -7,9 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"syscall"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 )
@@ -47,7 +47,7 @@ func runCheckpoint(args []string) error {
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	// Ctrl-C ends the checkpoint and lets the tree run on.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	res, err := checkpoint.Write(ctx, w, pid, checkpoint.Options{Mode: mode, ReplaceExternal: replace})
 	if err == nil {

@@ -38,22 +38,10 @@ func runInspect(args []string) error {
 	}
 	w := bufio.NewWriter(os.Stdout)
 	if *asPlan {
-		if !sections.Has(image.SecPids | image.SecTree) {
-			return fmt.Errorf("%s: a plan needs the PIDS and TREE sections (have %v)", name, sections)
-		}
-		forest := restart.ForestOf(img)
-		if !sections.Has(image.SecHeader) {
-			forest.Mode = image.ModeSubtree
-		}
-		plan, err := restart.MakePlan(forest)
-		if err != nil {
+		if err := restart.WritePlan(w, img, sections); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		err = plan.WriteText(w)
-		if err == nil {
-			err = w.Flush()
-		}
-		return err
+		return w.Flush()
 	}
 	if *asJSON {
 		err = image.WriteJSON(w, img, sections)

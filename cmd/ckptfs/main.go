@@ -18,6 +18,8 @@ import (
 	// The restart seed runs before the Go runtime when ckptfs re-executes
 	// itself to grow a restored forest.
 	_ "github.com/ckptfs/ckptfs/internal/seed"
+
+	"github.com/ckptfs/ckptfs/internal/ptrace"
 )
 
 type command struct {
@@ -33,6 +35,9 @@ var commands = []command{
 }
 
 func main() {
+	// Tracers (checkpoint's freeze, restart's forest) must never run on
+	// the main thread, which cannot exit to let its tracees go.
+	ptrace.ReserveMainThread()
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage()
 		if len(os.Args) < 2 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -56,7 +55,7 @@ func runMount(args []string) error {
 	fmt.Fprintf(os.Stderr, "ckptfs: serving %s (pid %d); stop with Ctrl-C or SIGTERM\n", dir, os.Getpid())
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM)
 	go func() {
 		sig := <-sigs
 		fmt.Fprintf(os.Stderr, "ckptfs: %v: unmounting %s\n", sig, dir)
@@ -75,7 +74,7 @@ func runMount(args []string) error {
 // request with ENOTCONN.
 func prepareMountpoint(dir string) error {
 	_, err := os.Stat(dir)
-	if errors.Is(err, syscall.ENOTCONN) {
+	if errors.Is(err, unix.ENOTCONN) {
 		fmt.Fprintf(os.Stderr, "ckptfs: %s is a stale mount; detaching it\n", dir)
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("detach stale mount %s: %w", dir, err)

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"syscall"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/restart"
 )
@@ -32,7 +32,7 @@ func runRestore(args []string) error {
 		defer f.Close()
 	}
 	// Ctrl-C ends the restore; what it built is torn down.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	res, err := restart.Restore(ctx, bufio.NewReaderSize(f, 1<<20), restart.Options{})
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Env is the environment variable that arms a point.
@@ -57,6 +58,6 @@ func Point(name string) {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "ckptfs: fault: killed at %s\n", name)
-	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	unix.Kill(os.Getpid(), unix.SIGKILL)
 	select {} // SIGKILL cannot be held off; wait for it
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // BatchCode runs a table of system calls in one go, so that a task makes
@@ -49,6 +51,10 @@ const entrySize = 64
 
 // TableSize is the bytes a batch of n calls needs at its table address.
 func TableSize(n int) int { return (n + 1) * entrySize }
+
+// BatchCapacity is how many calls a table of size bytes holds (one entry
+// ends the table).
+func BatchCapacity(size int) int { return size/entrySize - 1 }
 
 // Batch runs calls in the task through BatchCode, which must already be in
 // its memory at code (executable); the table is written at table. It
@@ -102,36 +108,8 @@ func (t *Task) contToTrap() error {
 	if t.g != nil {
 		return fmt.Errorf("batches are not for guarded tasks")
 	}
-	sig := 0
-	for {
-		if err := unix.PtraceCont(t.Tid, sig); err != nil {
-			return os.NewSyscallError("ptrace(CONT)", err)
-		}
-		sig = 0
-		ws, err := wait(t.Tid, StepTimeout, kill)
-		if err != nil {
-			return err
-		}
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return fmt.Errorf("task died (%v)", describe(ws))
-		case !ws.Stopped():
-		case event(ws) == unix.PTRACE_EVENT_CLONE || event(ws) == unix.PTRACE_EVENT_FORK ||
-			event(ws) == unix.PTRACE_EVENT_VFORK:
-			msg, err := unix.PtraceGetEventMsg(t.Tid)
-			if err != nil {
-				return os.NewSyscallError("ptrace(GETEVENTMSG)", err)
-			}
-			t.Child = int(msg)
-		case event(ws) != 0:
-		case ws.StopSignal() == unix.SIGTRAP:
-			return nil
-		case isFault(ws.StopSignal()):
-			var regs unix.PtraceRegs
-			unix.PtraceGetRegs(t.Tid, &regs)
-			return fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
-		default:
-			t.Pending = int(ws.StopSignal())
-		}
-	}
+	atTrap := func(ws unix.WaitStatus) bool { return sys.Event(ws) == 0 && ws.StopSignal() == unix.SIGTRAP }
+	hold := func(sig int) (int, error) { t.Pending = sig; return 0, nil }
+	_, err := t.drive(unix.PtraceCont, kill, atTrap, hold)
+	return err
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // Exit makes an unguarded task exit as a process that called
@@ -55,7 +57,7 @@ func (t *Task) Exit(code, sig int) error {
 		switch {
 		case ws.Exited() || ws.Signaled():
 			return nil
-		case ws.Stopped() && event(ws) == 0 && ws.StopSignal() != unix.SIGTRAP &&
+		case ws.Stopped() && sys.Event(ws) == 0 && ws.StopSignal() != unix.SIGTRAP &&
 			int(ws.StopSignal()) != sysgood:
 			deliver = int(ws.StopSignal()) // let the signal do its work
 		default:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/internal/fault"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // allBlocked is the mask a guarded task runs its calls with: no signal
@@ -296,31 +297,16 @@ func (g *guard) interrupt() error {
 	if err := ptrace.Interrupt(t.Tid); err != nil {
 		return err
 	}
-	sig := 0
-	for {
-		if err := unix.PtraceCont(t.Tid, sig); err != nil {
-			return os.NewSyscallError("ptrace(CONT)", err)
+	atStop := func(ws unix.WaitStatus) bool { return sys.Event(ws) == unix.PTRACE_EVENT_STOP }
+	letThrough := func(sig int) (int, error) {
+		if sig == int(unix.SIGSTOP) && g.stuck {
+			return 0, nil // the watchdog's: dropped
 		}
-		sig = 0
-		ws, err := wait(t.Tid, StepTimeout, g.sigstop)
-		if err != nil {
-			return err
-		}
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return fmt.Errorf("task died (%v)", describe(ws))
-		case !ws.Stopped():
-		case event(ws) == unix.PTRACE_EVENT_STOP:
-			return nil
-		case event(ws) != 0:
-		case ws.StopSignal() == unix.SIGSTOP && g.stuck:
-			// The watchdog's: dropped.
-		default:
-			// A job-control stop that came meanwhile is let through: it
-			// stops the task the way it was meant to (a group-stop, which
-			// is an event stop). Anything else cannot arrive: every signal
-			// is blocked.
-			sig = int(ws.StopSignal())
-		}
+		// A job-control stop that came meanwhile is let through: it stops
+		// the task the way it was meant to (a group-stop, which is an event
+		// stop). Anything else cannot arrive: every signal is blocked.
+		return sig, nil
 	}
+	_, err := t.drive(unix.PtraceCont, g.sigstop, atStop, letThrough)
+	return err
 }

@@ -2,12 +2,13 @@ package inject
 
 import (
 	"os"
-	"strconv"
+
+	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
 // ReadMem reads the task's memory at addr through /proc/<pid>/mem.
 func ReadMem(tid int, addr uint64, buf []byte) error {
-	f, err := os.Open("/proc/" + strconv.Itoa(tid) + "/mem")
+	f, err := procfs.OpenMem(tid, os.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -19,7 +20,7 @@ func ReadMem(tid int, addr uint64, buf []byte) error {
 // WriteMem writes buf into the task's memory at addr, whatever the page
 // protection (the kernel writes through /proc/<pid>/mem with FOLL_FORCE).
 func WriteMem(tid int, addr uint64, buf []byte) error {
-	f, err := os.OpenFile("/proc/"+strconv.Itoa(tid)+"/mem", os.O_WRONLY, 0)
+	f, err := procfs.OpenMem(tid, os.O_WRONLY)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // syscallInsn is x86-64's `syscall`.
@@ -134,50 +135,17 @@ func restartable(rax uint64) bool {
 }
 
 // syscallStop resumes the task with PTRACE_SYSCALL until its next syscall
-// stop, entry or exit, and returns its registers there. On the way, the
-// event stop of a clone notes the child, other event stops (a group-stop)
-// are passed, and a signal that stops the task is held back (Pending, or
-// the guard's queue) to be delivered when the task is let go.
+// stop, entry or exit, and returns its registers there. A signal that
+// stops the task on the way is held back (Pending, or the guard's queue)
+// to be delivered when the task is let go.
 func (t *Task) syscallStop(unstick func(int)) (unix.PtraceRegs, error) {
 	var regs unix.PtraceRegs
-	sig := 0
-	for {
-		if err := unix.PtraceSyscall(t.Tid, sig); err != nil {
-			return regs, os.NewSyscallError("ptrace(SYSCALL)", err)
-		}
-		sig = 0
-		ws, err := wait(t.Tid, StepTimeout, unstick)
-		if err != nil {
-			return regs, err
-		}
-		switch {
-		case ws.Exited() || ws.Signaled():
-			return regs, fmt.Errorf("task died (%v)", describe(ws))
-		case !ws.Stopped():
-			continue
-		case int(ws.StopSignal()) == sysgood:
-			if err := unix.PtraceGetRegs(t.Tid, &regs); err != nil {
-				return regs, os.NewSyscallError("ptrace(GETREGS)", err)
-			}
-			return regs, nil
-		case event(ws) == unix.PTRACE_EVENT_CLONE || event(ws) == unix.PTRACE_EVENT_FORK ||
-			event(ws) == unix.PTRACE_EVENT_VFORK:
-			msg, err := unix.PtraceGetEventMsg(t.Tid)
-			if err != nil {
-				return regs, os.NewSyscallError("ptrace(GETEVENTMSG)", err)
-			}
-			t.Child = int(msg)
-		case event(ws) != 0:
-			// Another event stop (a group-stop, an exec): carry on.
-		case isFault(ws.StopSignal()):
-			unix.PtraceGetRegs(t.Tid, &regs)
-			return regs, fmt.Errorf("%v at rip %#x", ws.StopSignal(), regs.Rip)
-		default:
-			if err := t.hold(int(ws.StopSignal())); err != nil {
-				return regs, err
-			}
-		}
+	atCall := func(ws unix.WaitStatus) bool { return int(ws.StopSignal()) == sysgood }
+	hold := func(sig int) (int, error) { return 0, t.hold(sig) }
+	if _, err := t.drive(unix.PtraceSyscall, unstick, atCall, hold); err != nil {
+		return regs, err
 	}
+	return regs, sys.Wrap("ptrace(GETREGS)", unix.PtraceGetRegs(t.Tid, &regs))
 }
 
 // hold takes a signal that stopped the task in a signal-delivery-stop out
@@ -196,5 +164,5 @@ func (t *Task) Restore() error {
 	if t.g != nil {
 		return t.g.release()
 	}
-	return wrap("ptrace(SETREGS)", unix.PtraceSetRegs(t.Tid, &t.Saved))
+	return sys.Wrap("ptrace(SETREGS)", unix.PtraceSetRegs(t.Tid, &t.Saved))
 }

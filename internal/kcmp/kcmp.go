@@ -5,9 +5,10 @@ package kcmp
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // Kind is a kind of object kcmp compares (enum kcmp_type).
@@ -42,7 +43,7 @@ func Compare(k Kind, pid1, pid2 int) (int, error) {
 		case e == unix.EINTR:
 			continue
 		case e != 0:
-			return 0, os.NewSyscallError("kcmp", e)
+			return 0, sys.Wrap("kcmp", e)
 		}
 		switch r {
 		case 0:

@@ -7,12 +7,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// NSPath is /proc/<pid>/ns/<kind> ("pid", "mnt"...), which names the
+// namespace (setns(2) takes it open).
+func NSPath(pid int, kind string) string { return pidDir(pid) + "/ns/" + kind }
+
 // PidNSChain returns the inode numbers of the pid namespaces of task tid,
 // innermost first, walking up at most levels-1 parents: chain[0] is the
 // namespace the task lives in, chain[k] its k-th ancestor. Inodes identify
 // namespaces, so two tasks at the same depth in sibling namespaces differ.
 func PidNSChain(tid, levels int) ([]uint64, error) {
-	path := pidDir(tid) + "/ns/pid"
+	path := NSPath(tid, "pid")
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}

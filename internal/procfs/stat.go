@@ -7,14 +7,26 @@ import (
 	"strconv"
 )
 
-// Stat is what ckptfs reads from /proc/<pid>/stat.
+// Stat is what ckptfs reads from /proc/<pid>/stat (or a thread's
+// /proc/<tgid>/task/<tid>/stat): one parser for every use of the file.
 type Stat struct {
-	Comm      string
-	State     byte
-	PPid      int
-	Nice      int32
-	StartTime uint64 // clock ticks after boot: with the pid, a process's identity
-	ExitCode  int32  // wait status of a zombie (field 52)
+	Comm       string
+	State      byte   // field 3
+	PPid       int    // field 4
+	Nice       int32  // field 19
+	StartTime  uint64 // field 22, clock ticks after boot: with the pid, a process's identity
+	RTPriority uint32 // field 40: 1-99 under SCHED_FIFO and SCHED_RR, else 0
+	Policy     uint32 // field 41: SCHED_* without SCHED_RESET_ON_FORK
+	ExitCode   int32  // field 52: the wait status of a zombie
+	MM         MMFields
+}
+
+// MMFields are the address-space boundaries stat shows (fields 26-28 and
+// 45-51).
+type MMFields struct {
+	StartCode, EndCode, StartStack     uint64
+	StartData, EndData, StartBrk       uint64
+	ArgStart, ArgEnd, EnvStart, EnvEnd uint64
 }
 
 // ReadStat reads /proc/<pid>/stat.
@@ -22,7 +34,8 @@ func ReadStat(pid int) (*Stat, error) {
 	return readStat(pidDir(pid) + "/stat")
 }
 
-// ReadTaskStat reads /proc/<tgid>/task/<tid>/stat.
+// ReadTaskStat reads /proc/<tgid>/task/<tid>/stat: the view of one thread,
+// whose nice value, priority and policy are its own.
 func ReadTaskStat(tgid, tid int) (*Stat, error) {
 	return readStat(taskDir(tgid, tid) + "/stat")
 }
@@ -47,70 +60,47 @@ func parseStat(data []byte) (*Stat, error) {
 		return nil, fmt.Errorf("no comm field")
 	}
 	s := &Stat{Comm: string(data[open+1 : end])}
-	// fields[0] is field 3 (state) of proc(5).
+	// fields[0] is field 3 (state) of proc(5); field k is fields[k-3].
 	fields := bytes.Fields(data[end+1:])
-	if len(fields) < 20 {
-		return nil, fmt.Errorf("have %d fields, want at least 22", len(fields)+2)
+	if len(fields) < 52-2 {
+		return nil, fmt.Errorf("have %d fields, want at least 52", len(fields)+2)
 	}
 	s.State = fields[0][0]
-	ppid, err := strconv.Atoi(string(fields[4-3]))
-	if err != nil {
-		return nil, fmt.Errorf("ppid: %w", err)
-	}
-	s.PPid = ppid
-	nice, err := strconv.ParseInt(string(fields[19-3]), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("nice: %w", err)
-	}
-	s.Nice = int32(nice)
-	if s.StartTime, err = strconv.ParseUint(string(fields[22-3]), 10, 64); err != nil {
-		return nil, fmt.Errorf("starttime: %w", err)
-	}
-	if len(fields) >= 52-2 {
-		code, err := strconv.ParseInt(string(fields[52-3]), 10, 32)
+	var err error
+	num := func(field int, name string, bits int) uint64 {
 		if err != nil {
-			return nil, fmt.Errorf("exit_code: %w", err)
-		}
-		s.ExitCode = int32(code)
-	}
-	return s, nil
-}
-
-// MMFields are the address-space boundaries /proc/<pid>/stat shows
-// (fields 26-28 and 45-51).
-type MMFields struct {
-	StartCode, EndCode, StartStack     uint64
-	StartData, EndData, StartBrk       uint64
-	ArgStart, ArgEnd, EnvStart, EnvEnd uint64
-}
-
-// ReadMMFields reads the address-space boundaries of process pid.
-func ReadMMFields(pid int) (*MMFields, error) {
-	path := pidDir(pid) + "/stat"
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return nil, fmt.Errorf("%s: no comm field", path)
-	}
-	fields := bytes.Fields(data[end+1:])
-	num := func(field int) uint64 {
-		if field-3 >= len(fields) {
-			err = fmt.Errorf("%s: no field %d", path, field)
 			return 0
 		}
-		n, e := strconv.ParseUint(string(fields[field-3]), 10, 64)
-		if e != nil && err == nil {
-			err = fmt.Errorf("%s: field %d: %w", path, field, e)
+		n, e := strconv.ParseUint(string(fields[field-3]), 10, bits)
+		if e != nil {
+			err = fmt.Errorf("field %d (%s): %w", field, name, e)
 		}
 		return n
 	}
-	m := &MMFields{
-		StartCode: num(26), EndCode: num(27), StartStack: num(28),
-		StartData: num(45), EndData: num(46), StartBrk: num(47),
-		ArgStart: num(48), ArgEnd: num(49), EnvStart: num(50), EnvEnd: num(51),
+	signed := func(field int, name string) int64 {
+		if err != nil {
+			return 0
+		}
+		n, e := strconv.ParseInt(string(fields[field-3]), 10, 32)
+		if e != nil {
+			err = fmt.Errorf("field %d (%s): %w", field, name, e)
+		}
+		return n
 	}
-	return m, err
+	s.PPid = int(signed(4, "ppid"))
+	s.Nice = int32(signed(19, "nice"))
+	s.StartTime = num(22, "starttime", 64)
+	s.RTPriority = uint32(num(40, "rt_priority", 32))
+	s.Policy = uint32(num(41, "policy", 32))
+	s.ExitCode = int32(signed(52, "exit_code"))
+	s.MM = MMFields{
+		StartCode: num(26, "startcode", 64), EndCode: num(27, "endcode", 64), StartStack: num(28, "startstack", 64),
+		StartData: num(45, "start_data", 64), EndData: num(46, "end_data", 64), StartBrk: num(47, "start_brk", 64),
+		ArgStart: num(48, "arg_start", 64), ArgEnd: num(49, "arg_end", 64),
+		EnvStart: num(50, "env_start", 64), EnvEnd: num(51, "env_end", 64),
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/internal/sys"
 )
 
 // The functions below must run on the tracer's thread, inside Tracer.Do.
@@ -24,7 +26,7 @@ func Seize(tid int, options int) error {
 
 // Interrupt asks a seized task to stop (PTRACE_INTERRUPT).
 func Interrupt(tid int) error {
-	return wrap("ptrace(INTERRUPT)", unix.PtraceInterrupt(tid))
+	return sys.Wrap("ptrace(INTERRUPT)", unix.PtraceInterrupt(tid))
 }
 
 // Detach lets the task go, delivering sig (0 for none).
@@ -53,13 +55,9 @@ func WaitStop(ctx context.Context, tid int, timeout time.Duration) (Stop, error)
 	deadline := time.Now().Add(timeout)
 	pause := 20 * time.Microsecond
 	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
-		if err == unix.EINTR {
-			continue
-		}
+		pid, ws, err := sys.Wait4(tid, unix.WNOHANG|unix.WALL)
 		if err != nil {
-			return Stop{}, os.NewSyscallError("wait4", err)
+			return Stop{}, err
 		}
 		if pid == tid {
 			switch {
@@ -170,11 +168,4 @@ func XStateFeatures(xs []byte) uint64 {
 		return 0
 	}
 	return *(*uint64)(unsafe.Pointer(&xs[xcr0Offset]))
-}
-
-func wrap(op string, err error) error {
-	if err != nil {
-		return os.NewSyscallError(op, err)
-	}
-	return nil
 }

@@ -9,13 +9,25 @@ package ptrace
 import (
 	"errors"
 	"runtime"
+	"sync/atomic"
 )
 
-// The main goroutine keeps the main thread for itself: the kernel will not
-// let the main thread of a process exit, so a tracer goroutine that ran on
-// it would be parked forever when it ends instead of taking its tracees
-// along. Locking here, in init, keeps every other goroutine off it.
-func init() { runtime.LockOSThread() }
+// The main thread must never be a tracer's: the kernel does not let the
+// main thread of a process exit, so a tracer goroutine that ran on it
+// would be parked for ever when it ends instead of taking its tracees
+// along. A program that traces keeps the main thread for its main
+// goroutine by calling ReserveMainThread first thing; NewTracer refuses
+// to start without it, so a program that forgot fails at once rather than
+// sometimes.
+var mainReserved atomic.Bool
+
+// ReserveMainThread locks the calling goroutine, which must be the main
+// goroutine (call it at the start of main or TestMain), to the main thread
+// for good, which keeps every tracer off it.
+func ReserveMainThread() {
+	runtime.LockOSThread()
+	mainReserved.Store(true)
+}
 
 // ErrClosed is returned for requests made after Close.
 var ErrClosed = errors.New("ptrace: tracer closed")
@@ -26,8 +38,12 @@ type Tracer struct {
 	done chan struct{}
 }
 
-// NewTracer starts the tracer's thread.
+// NewTracer starts the tracer's thread. ReserveMainThread must have been
+// called.
 func NewTracer() *Tracer {
+	if !mainReserved.Load() {
+		panic("ptrace: NewTracer before ReserveMainThread: a tracer could take the main thread, which never exits")
+	}
 	t := &Tracer{reqs: make(chan func()), done: make(chan struct{})}
 	go t.loop()
 	return t

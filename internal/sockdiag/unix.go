@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"syscall"
+	"syscall" // ParseNetlinkMessage, which x/sys/unix lacks
 
 	"golang.org/x/sys/unix"
 )

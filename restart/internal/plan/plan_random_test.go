@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 // with or without reaping, child subreapers), then checkpoints, plans,
 // executes and compares each one. Sharing a checkpoint refuses (no parent
 // explains it) is skipped, and so is sharing that only a dead session
-// leader could hand on, which MakePlan refuses.
+// leader could hand on, which Make refuses.
 //
 // The generator avoids one thing: a namespace init never exits while its
 // namespace holds another task, since the kernel would kill them all, and
@@ -43,7 +43,7 @@ func TestPlanRandom(t *testing.T) {
 		for _, task := range f.Tree.Tasks {
 			shares = shares || task.Flags != 0
 		}
-		p, err := MakePlan(f)
+		p, err := Make(f)
 		if err != nil && shares && errors.Is(err, ErrRefused) && strings.Contains(err.Error(), "so only a process holding that can create it") {
 			// Shared with its parent, but only a ghost of its session
 			// could create it (see TestPlanSharingRefused).
@@ -75,7 +75,7 @@ func TestPlanRandom(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d of %d forests share tables or fs structs (%d handed on with CLONE_PARENT, %d through placeholders); checkpoint would refuse %d more, MakePlan refused %d",
+	t.Logf("%d of %d forests share tables or fs structs (%d handed on with CLONE_PARENT, %d through placeholders); checkpoint would refuse %d more, Make refused %d",
 		sharing, seeds, byParent, byPlaceholder, unshareable, refused)
 	if sharing < seeds/10 {
 		t.Errorf("only %d forests with sharing were rebuilt", sharing)
@@ -195,10 +195,10 @@ func randomWorld(t testing.TB, seed uint64, log *strings.Builder) *world {
 
 // tree lists the processes of the world's tree (thread group leaders, alive
 // or zombie), root first.
-func (w *world) tree() []*Process {
-	var out []*Process
-	var visit func(p *Process)
-	visit = func(p *Process) {
+func (w *world) tree() []*Task {
+	var out []*Task
+	var visit func(p *Task)
+	visit = func(p *Task) {
 		out = append(out, p)
 		for _, c := range p.children {
 			if c.State != Reaped {
@@ -211,8 +211,8 @@ func (w *world) tree() []*Process {
 }
 
 // live lists the living processes of the tree.
-func (w *world) live() []*Process {
-	var out []*Process
+func (w *world) live() []*Task {
+	var out []*Task
 	for _, p := range w.tree() {
 		if p.State == Alive {
 			out = append(out, p)
@@ -222,7 +222,7 @@ func (w *world) live() []*Process {
 }
 
 // others reports whether init's namespace holds another task.
-func (w *world) others(init *Process) bool {
+func (w *world) others(init *Task) bool {
 	for _, q := range w.m.Processes() {
 		if q != init && q.Leader != init && q.Nr(init.NS) != 0 {
 			return true

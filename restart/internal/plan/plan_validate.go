@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"github.com/ckptfs/ckptfs/image"
 )
 
-// ErrRefused is wrapped by every error of MakePlan about its input: the
+// ErrRefused is wrapped by every error of Make about its input: the
 // forest cannot be rebuilt (or is malformed), and nothing was created.
 var ErrRefused = errors.New("restart: forest cannot be rebuilt")
 
@@ -43,145 +43,82 @@ func (r *refusal) err() error {
 
 // load checks the input and builds the planner's nodes: one per task, then
 // one ghost per pid that is some task's process group or session but no
-// task's own pid.
+// task's own pid. The rules every image's PIDS and TREE obey are the
+// image's (image.CheckForest); load adds those of a forest the kernel can
+// have made (see the rules below).
 func (pl *planner) load() error {
 	in := &pl.in
-	var r refusal
 	if in.Mode != image.ModeContainer && in.Mode != image.ModeSubtree {
-		r.add("unknown mode %d", in.Mode)
-		return r.err()
+		return fmt.Errorf("%w: unknown mode %d", ErrRefused, in.Mode)
 	}
-	// Namespaces: tag 1 is the root's; a parent is defined before its child.
-	for i, ns := range in.Pids.NS {
-		tag := image.Tag(i + 1)
-		if (tag == 1 && ns.Parent != 0) || (tag > 1 && (ns.Parent == 0 || ns.Parent >= tag)) {
-			r.add("namespace %d: bad parent %d", tag, ns.Parent)
-		}
+	if err := image.CheckForest(in.Mode, &in.Pids, &in.Tree); err != nil {
+		return fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	if len(in.Pids.NS) == 0 {
-		r.add("no pid namespace")
-	}
+	pl.buildNodes()
+	var r refusal
+	pl.checkRoot(&r)
+	pl.markZombies(&r)
+	pl.outerFields(&r)
 	if err := r.err(); err != nil {
 		return err
 	}
-	type nsnr struct {
-		ns image.Tag
-		nr int32
-	}
-	seen := map[nsnr]image.Tag{}
-	for i, p := range in.Pids.Pids {
-		tag := image.Tag(i + 1)
-		if len(p.Levels) == 0 || len(p.Levels) > image.MaxPidLevel+1 {
-			r.add("pid tag %d: %d levels", tag, len(p.Levels))
-			continue
-		}
-		for k, lv := range p.Levels {
-			switch {
-			case lv.NS == 0 || int(lv.NS) > len(in.Pids.NS):
-				r.add("pid tag %d: level %d names namespace %d, undefined", tag, k, lv.NS)
-			case k == 0 && lv.NS != 1:
-				r.add("pid tag %d: outermost level is in namespace %d, not the root's", tag, lv.NS)
-			case k > 0 && pl.nsParent(lv.NS) != p.Levels[k-1].NS:
-				r.add("pid tag %d: namespace %d at level %d is not a child of namespace %d", tag, lv.NS, k, p.Levels[k-1].NS)
-			case lv.Nr <= 0:
-				r.add("pid tag %d: number %d", tag, lv.Nr)
-			default:
-				if other, dup := seen[nsnr{lv.NS, lv.Nr}]; dup {
-					r.add("pid %d in namespace %d belongs to both pid tags %d and %d", lv.Nr, lv.NS, other, tag)
-				}
-				seen[nsnr{lv.NS, lv.Nr}] = tag
-			}
-		}
-	}
+	pl.addGhosts()
+	pl.checkSessions(&r)
 	if err := r.err(); err != nil {
 		return err
 	}
+	pl.checkInits(&r)
+	return r.err()
+}
 
-	tasks := in.Tree.Tasks
-	if len(tasks) == 0 {
-		r.add("empty tree")
-		return r.err()
-	}
-	validTag := func(t image.Tag) bool { return t >= 1 && int(t) <= len(in.Pids.Pids) }
+// buildNodes makes a node of every task, in TREE order, linked to its
+// parent, or to its leader for a thread (image.CheckForest made sure they
+// come earlier).
+func (pl *planner) buildNodes() {
+	in := &pl.in
 	pl.nodes = []*node{{id: Restorer, kind: KindRestorer, sid: keyOuter, pgid: keyOuter}}
 	if in.Mode == image.ModeSubtree {
 		pl.nodes[0].ns = 1
 	}
 	pl.byTag = map[image.Tag]*node{}
-	for i := range tasks {
-		t := &tasks[i]
-		if !validTag(t.Pid) {
-			r.add("task %d: pid tag %d undefined", i, t.Pid)
-			continue
-		}
-		if pl.byTag[t.Pid] != nil {
-			r.add("pid tag %d is the pid of two tasks", t.Pid)
-			continue
-		}
+	for i := range in.Tree.Tasks {
+		t := &in.Tree.Tasks[i]
 		n := pl.newNode(KindTask, t.Pid)
 		n.task = t
-		if int(t.Depth) != len(n.levels)-1 {
-			r.add("%s: depth %d but its pid has %d levels", n, t.Depth, len(n.levels))
-		}
-		for _, x := range []image.Tag{t.PGid, t.Sid} {
-			if x != image.TagAncestor && x != image.TagRoot && !validTag(x) {
-				r.add("%s: group or session tag %d undefined", n, x)
-			}
-		}
 		n.sid, n.pgid = outerKey(t.Sid), outerKey(t.PGid)
-		if u := t.Flags &^ image.TaskFlagsKnown; u != 0 {
-			r.add("%s: unknown flags %#x", n, uint32(u))
-		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			pl.root = n
-			if t.PPid != image.TagAncestor || t.TGid != t.Pid {
-				r.add("%s: the root must have parent 0 and lead its thread group", n)
-			}
-			if t.Flags != 0 {
-				r.add("%s: the root cannot share its parent's %s: its parent is outside the tree", n, sharesText(t.Flags))
-			}
-			continue
-		}
-		if t.TGid != t.Pid {
+		case t.TGid != t.Pid:
 			l := pl.byTag[t.TGid]
-			if l == nil || l.thread {
-				r.add("%s: thread group leader tag %d is not an earlier process", n, t.TGid)
-				continue
-			}
 			n.thread, n.leader = true, l
 			l.threads = append(l.threads, n)
-			if t.PPid != l.task.PPid || t.PGid != l.task.PGid || t.Sid != l.task.Sid {
-				r.add("%s: a thread must share its leader %s's parent, group and session", n, l)
-			}
-			if n.ns != l.ns || n.isInit {
-				r.add("%s: a thread must live in its leader %s's namespace and not be its init", n, l)
-			}
-			if t.Flags != 0 {
-				r.add("%s: a thread shares everything with its leader %s and carries no flags (%s)", n, l, t.Flags)
-			}
-			continue
+		default:
+			p := pl.byTag[t.PPid]
+			n.parent = p
+			p.children = append(p.children, n)
+			n.depth = p.depth + 1
 		}
-		p := pl.byTag[t.PPid]
-		if p == nil || p.thread {
-			r.add("%s: parent tag %d is not an earlier process of the tree", n, t.PPid)
-			continue
-		}
-		n.parent = p
-		p.children = append(p.children, n)
-		n.depth = p.depth + 1
 	}
-	if err := r.err(); err != nil {
-		return err
-	}
+}
+
+// checkRoot: a container's root is pid 1 of namespace 1; a subtree's root
+// is no namespace init (that tree is a container).
+func (pl *planner) checkRoot(r *refusal) {
 	root := pl.root
-	if in.Mode == image.ModeContainer {
+	if pl.in.Mode == image.ModeContainer {
 		if len(root.levels) != 1 || root.levels[0].Nr != 1 {
 			r.add("%s: in container mode the root must be pid 1 of namespace 1", root)
 		}
 	} else if root.isInit {
 		r.add("%s: in subtree mode the root cannot be a namespace init (use container mode)", root)
 	}
-	for tag, status := range in.Zombies {
+}
+
+// markZombies marks the zombies, which are processes of the tree with
+// nothing alive under them and nothing to share.
+func (pl *planner) markZombies(r *refusal) {
+	for tag, status := range pl.in.Zombies {
 		z := pl.byTag[tag]
 		if z == nil || z.thread {
 			r.add("zombie tag %d is not a process of the tree", tag)
@@ -189,7 +126,7 @@ func (pl *planner) load() error {
 		}
 		z.zombie, z.status = true, status
 		switch {
-		case z == root:
+		case z == pl.root:
 			r.add("%s: the root is a zombie", z)
 		case len(z.children) > 0:
 			r.add("%s: a zombie has children (%s)", z, z.children[0])
@@ -199,36 +136,38 @@ func (pl *planner) load() error {
 			r.add("%s: a zombie holds no %s to share with its parent", z, sharesText(z.task.Flags))
 		}
 	}
+}
 
-	// Sessions and groups from above the tree. Each field names at most one
-	// of them (a tree descends from one root), but the group may be visible
-	// in the root's namespace while its session is not.
+// outerFields checks the sessions and groups from above the tree. Each
+// field names at most one of them (a tree descends from one root), but the
+// group may be visible in the root's namespace while its session is not.
+func (pl *planner) outerFields(r *refusal) {
 	var fromRoot, ancestor [2]bool // [0] groups, [1] sessions
-	for _, t := range tasks {
+	for _, t := range pl.in.Tree.Tasks {
 		for i, x := range []image.Tag{t.PGid, t.Sid} {
 			fromRoot[i] = fromRoot[i] || x == image.TagRoot
 			ancestor[i] = ancestor[i] || x == image.TagAncestor
 		}
 	}
 	switch {
-	case in.Mode == image.ModeContainer && (fromRoot[0] || fromRoot[1]):
-		r.add("TagRoot is meaningless in container mode")
 	case fromRoot[0] && ancestor[0]:
 		r.add("both TagRoot and TagAncestor name the process group from above the tree")
 	case fromRoot[1] && ancestor[1]:
 		r.add("both TagRoot and TagAncestor name the session from above the tree")
 	case fromRoot[1] && ancestor[0]:
 		r.add("the session from above the tree is visible (TagRoot) but its process group is not (TagAncestor)")
-	case in.Mode != image.ModeSubtree:
+	case pl.in.Mode != image.ModeSubtree:
 	case fromRoot[1]:
 		pl.outer = OuterSession
 	case fromRoot[0]:
 		pl.outer = OuterGroup
 	}
+}
 
-	// Ghosts: dead leaders whose pid is still some task's group or session.
-	procs := pl.nodes[1:]
-	for _, n := range procs {
+// addGhosts makes a ghost of every dead leader whose pid is still some
+// task's group or session.
+func (pl *planner) addGhosts() {
+	for _, n := range pl.nodes[1:] {
 		if n.thread {
 			continue
 		}
@@ -238,7 +177,7 @@ func (pl *planner) load() error {
 			}
 			g := pl.newNode(KindGhost, x)
 			g.pgid = x
-			g.sid = 0 // decided below
+			g.sid = 0 // decided by checkSessions
 		}
 	}
 	for _, n := range pl.nodes[1:] {
@@ -248,7 +187,11 @@ func (pl *planner) load() error {
 			}
 		}
 	}
-	// A group's session: its leader's, or for a dead leader its members'.
+}
+
+// checkSessions checks that sessions and groups are what setsid and
+// setpgid can make, and gives a dead group leader its members' session.
+func (pl *planner) checkSessions(r *refusal) {
 	for _, n := range pl.nodes[1:] {
 		if n.kind != KindTask || n.thread {
 			continue
@@ -286,24 +229,23 @@ func (pl *planner) load() error {
 			r.add("%s: in session %s but its group %s is in session %s", n, pl.keyName(n.sid), pl.keyName(n.pgid), pl.keyName(g.sid))
 		}
 	}
-	if err := r.err(); err != nil {
-		return err
-	}
+}
 
-	// Namespaces: every namespace holding a task needs its init; an init that
-	// is dead (a ghost or a zombie) leaves nothing alive below it, since the
-	// kernel kills a namespace with its init.
+// checkInits: every namespace holding a task needs its init; an init that
+// is dead (a ghost or a zombie) leaves nothing alive below it, since the
+// kernel kills a namespace with its init.
+func (pl *planner) checkInits(r *refusal) {
 	for _, n := range pl.nodes[1:] {
 		if n.isInit {
 			pl.inits[n.ns] = n
 		}
 	}
 	for _, n := range pl.nodes[1:] {
-		if n == root && in.Mode == image.ModeSubtree {
+		if n == pl.root && pl.in.Mode == image.ModeSubtree {
 			continue
 		}
 		ns := n.ns
-		for ns != 0 && (in.Mode == image.ModeContainer || ns != 1) {
+		for ns != 0 && (pl.in.Mode == image.ModeContainer || ns != 1) {
 			init := pl.inits[ns]
 			switch {
 			case init == nil:
@@ -314,7 +256,6 @@ func (pl *planner) load() error {
 			ns = pl.nsParent(ns)
 		}
 	}
-	return r.err()
 }
 
 func (pl *planner) newNode(kind ProcKind, tag image.Tag) *node {

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 )
 
 // flagsOf returns the TREE flags of process p of the world's forest f.
-func flagsOf(t *testing.T, w *world, f Forest, p *Process) image.TaskFlags {
+func flagsOf(t *testing.T, w *world, f Forest, p *Task) image.TaskFlags {
 	t.Helper()
 	nr := p.Nr(w.root.NS)
 	for _, task := range f.Tree.Tasks {
@@ -33,7 +33,7 @@ func wantSteps(t *testing.T, p *Plan, want ...string) {
 	}
 }
 
-func name(p *Process) string { return joinNrs(p.NSpid()[1:]) }
+func name(p *Task) string { return joinNrs(p.NSpid()[1:]) }
 
 func TestPlanSharingWithParent(t *testing.T) {
 	w := newContainerWorld(t)
@@ -43,7 +43,7 @@ func TestPlanSharingWithParent(t *testing.T) {
 	w.fork(c)
 	f := w.forest()
 	for _, x := range []struct {
-		p    *Process
+		p    *Task
 		want image.TaskFlags
 	}{{a, image.TaskSharesFiles | image.TaskSharesFS}, {b, image.TaskSharesFiles}, {c, 0}} {
 		if got := flagsOf(t, w, f, x.p); got != x.want {
@@ -105,7 +105,7 @@ func TestPlanSharingRefused(t *testing.T) {
 	w.setsid(m)
 	x := w.clone(m, CloneParent|CloneFiles)
 	w.exit(m, 0)
-	p, err := MakePlan(w.forest())
+	p, err := Make(w.forest())
 	if err == nil {
 		t.Fatalf("accepted:\n%v", p)
 	}
@@ -135,12 +135,12 @@ func TestPlanSharingRefused(t *testing.T) {
 		f    Forest
 		want string
 	}{
-		{"root", tree(image.TaskSharesFiles), "the root cannot share its parent's descriptor table"},
-		{"thread", tree(0, 0, image.TaskSharesFS), "thread 3: a thread shares everything with its leader"},
+		{"root", tree(image.TaskSharesFiles), "task 0 (pid 1): the root task carries flags files, but its parent is outside the tree"},
+		{"thread", tree(0, 0, image.TaskSharesFS), "task 2 (pid 3): a thread carries flags fs: it shares everything with its leader"},
 		{"unknown", tree(0, 1<<5), "unknown flags 0x20"},
 		{"zombie", zombie, "zombie 2: a zombie holds no fs struct"},
 	} {
-		p, err := MakePlan(c.f)
+		p, err := Make(c.f)
 		if err == nil {
 			t.Errorf("%s: accepted:\n%v", c.name, p)
 			continue

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -123,11 +123,11 @@ func TestPlanRefuses(t *testing.T) {
 			{Pid: 2, PPid: 1, TGid: 2, PGid: 2, Sid: 2},
 			{Pid: 3, PPid: 1, TGid: 2, PGid: 1, Sid: 1},
 		}}},
-		want: []string{"thread 3", "share its leader"},
+		want: []string{"task 2 (pid 3)", "differ from its leader"},
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := MakePlan(c.f)
+			p, err := Make(c.f)
 			if err == nil {
 				t.Fatalf("accepted:\n%v", p)
 			}

@@ -1,20 +1,26 @@
-// Package restart rebuilds the process forest of a checkpoint image.
+// Package plan decides how restart rebuilds the process forest of a
+// checkpoint image, and proves it on a model of the kernel before any
+// process is made.
 //
-// Restart is done in two parts. MakePlan is a pure function from an image's
-// PIDS and TREE sections (and the exit status of its zombies) to a Plan: a
-// sequential list of steps (clone, setsid, setpgid, exit, wait...) that, run
-// one at a time by the processes named in them, recreates every task with
-// its pid numbers in every namespace, its parent, thread group, process group
-// and session, and leaves the zombies unreaped. The executor then drives the
-// stopped tasks through ptrace to perform each step and to put their state
-// back. Model is a simulation of the kernel's rules, used to prove plans
-// (MakePlan checks its own output on it before returning) and by the tests.
+// Make is a pure function from an image's PIDS and TREE sections (and the
+// exit status of its zombies) to a Plan: a sequential list of steps
+// (clone, setsid, setpgid, exit, wait...) that, run one at a time by the
+// processes named in them, recreates every task with its pid numbers in
+// every namespace, its parent, thread group, process group and session,
+// and leaves the zombies unreaped. Package restart runs the steps on the
+// kernel. Model is a simulation of the kernel's rules: Make checks its own
+// output on it before returning, and the tests check the planner against it.
+//
+// Names, one per concept: a Proc is a process of a plan (a task of the
+// image, a ghost, a placeholder, or the restorer); node is the planner's
+// working record of a Proc while it decides; a Task is a task of the
+// kernel model. (Package restart calls the live process it drives a proc.)
 //
 // The algorithm descends from the MakeForest algorithm of linux-cr's
 // user-space restart tool, extended to pid namespaces as objects (a tree of
 // namespaces rather than a chain), to dead process group leaders, and to
 // child subreapers. See makeforest.go.
-package restart
+package plan
 
 import (
 	"fmt"
@@ -22,18 +28,15 @@ import (
 	"github.com/ckptfs/ckptfs/image"
 )
 
-// Forest is the part of an image that MakePlan rebuilds: the pid objects,
+// Forest is the part of an image that Make rebuilds: the pid objects,
 // the task tree, and the wait status of every zombie task (by pid tag). It is
-// both MakePlan's input and Execute's output.
+// both Make's input and Execute's output.
 type Forest struct {
 	Mode    image.Mode
 	Pids    image.Pids
 	Tree    image.Tree
 	Zombies map[image.Tag]int32
 }
-
-// Input is the planner's input: the forest to rebuild.
-type Input = Forest
 
 // ForestOf extracts the forest of an image: its pids, its tree, and the
 // zombies found among its per-task records (state 'Z', with their wait
@@ -193,7 +196,7 @@ func (s Wait) ActorID() ProcID      { return s.Actor }
 
 // Outer says how much of the session and group from above a subtree is
 // visible in the root's pid namespace. A group lies within its session, so a
-// visible session with a hidden group is not a case (MakePlan refuses it).
+// visible session with a hidden group is not a case (Make refuses it).
 type Outer uint8
 
 const (

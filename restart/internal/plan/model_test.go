@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 
 func TestModelRules(t *testing.T) {
 	m, init := NewModel()
-	must := func(p *Process, err error) *Process {
+	must := func(p *Task, err error) *Task {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"fmt"
@@ -23,16 +23,16 @@ import (
 
 // Snapshot describes the forest rooted at root as a checkpoint in the given
 // mode would. Every task's parent must be in the tree (the root's excepted).
-func Snapshot(root *Process, mode image.Mode) (Forest, error) {
+func Snapshot(root *Task, mode image.Mode) (Forest, error) {
 	rootNS := root.NS
-	var order []*Process
-	var visit func(p *Process)
-	byNr := func(ps []*Process) []*Process {
-		out := append([]*Process(nil), ps...)
+	var order []*Task
+	var visit func(p *Task)
+	byNr := func(ps []*Task) []*Task {
+		out := append([]*Task(nil), ps...)
 		sort.Slice(out, func(i, j int) bool { return out[i].Nr(rootNS) < out[j].Nr(rootNS) })
 		return out
 	}
-	visit = func(p *Process) {
+	visit = func(p *Task) {
 		order = append(order, p)
 		for _, t := range byNr(p.threads) {
 			if t.State != Reaped {
@@ -130,15 +130,15 @@ func Snapshot(root *Process, mode image.Mode) (Forest, error) {
 // holding its own, the root sharing with its parent outside the tree, and
 // processes sharing one that no chain of parents explains (see
 // checkpoint/sharing.go).
-func snapshotSharing(order []*Process, tasks []image.Task) error {
+func snapshotSharing(order []*Task, tasks []image.Task) error {
 	kinds := []struct {
 		name   string
 		flag   image.TaskFlags
-		shares func(p, q *Process) bool
-	}{{"descriptor table", image.TaskSharesFiles, (*Process).SharesFiles}, {"fs struct", image.TaskSharesFS, (*Process).SharesFS}}
+		shares func(p, q *Task) bool
+	}{{"descriptor table", image.TaskSharesFiles, (*Task).SharesFiles}, {"fs struct", image.TaskSharesFS, (*Task).SharesFS}}
 	root := order[0]
 	for _, k := range kinds {
-		var seen []*Process // living leaders so far
+		var seen []*Task // living leaders so far
 		for i, p := range order {
 			switch {
 			case p.State != Alive:
@@ -167,7 +167,7 @@ func snapshotSharing(order []*Process, tasks []image.Task) error {
 
 // Canonical renumbers a forest's tags and orders its tasks as Snapshot
 // would, so that two descriptions of the same forest become equal. It
-// expects a forest MakePlan accepts (tags defined, parents first).
+// expects a forest Make accepts (tags defined, parents first).
 func Canonical(f Forest) (Forest, error) {
 	tasks := f.Tree.Tasks
 	if len(tasks) == 0 {

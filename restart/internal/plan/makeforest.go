@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"github.com/ckptfs/ckptfs/image"
 )
 
-// MakeForest, the algorithm behind MakePlan.
+// MakeForest, the algorithm behind Make.
 //
 // A process's pid, session and group can only be set at creation and by
 // setsid/setpgid, and a session's members descend by fork from its leader.
@@ -47,7 +47,7 @@ import (
 //     zombies are not.
 //
 // The emitted plan is then run on the Model and its result compared with the
-// input, so a plan MakePlan returns is one the kernel's rules accept.
+// input, so a plan Make returns is one the kernel's rules accept.
 
 type how uint8
 
@@ -140,11 +140,11 @@ type planner struct {
 	procs    []Proc
 }
 
-// MakePlan computes a plan that rebuilds in exactly. An input that is
+// Make computes a plan that rebuilds in exactly. An input that is
 // malformed or that no sequence of clone, setsid, setpgid and exit can
 // produce is refused with an error wrapping ErrRefused that names the tasks
 // by pid and says why.
-func MakePlan(in Forest) (*Plan, error) {
+func Make(in Forest) (*Plan, error) {
 	pl := &planner{in: in, inits: map[image.Tag]*node{}, pending: map[image.Tag][]*node{}, waitNS: map[image.Tag][]*node{}, waitJoin: map[*node][]*node{}, free: map[image.Tag]int32{}}
 	if err := pl.load(); err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"testing"
@@ -13,7 +13,7 @@ type world struct {
 	t    testing.TB
 	h    *Host
 	m    *Model
-	root *Process
+	root *Task
 	mode image.Mode
 }
 
@@ -40,7 +40,7 @@ func newSubtreeWorld(t testing.TB, outer Outer) *world {
 	return w
 }
 
-func (w *world) clone(p *Process, flags CloneFlags) *Process {
+func (w *world) clone(p *Task, flags CloneFlags) *Task {
 	w.t.Helper()
 	c, err := w.m.Clone(p, flags, nil, nil)
 	if err != nil {
@@ -49,11 +49,11 @@ func (w *world) clone(p *Process, flags CloneFlags) *Process {
 	return c
 }
 
-func (w *world) fork(p *Process) *Process   { w.t.Helper(); return w.clone(p, 0) }
-func (w *world) newpid(p *Process) *Process { w.t.Helper(); return w.clone(p, CloneNewPID) }
-func (w *world) thread(p *Process) *Process { w.t.Helper(); return w.clone(p, CloneThread) }
+func (w *world) fork(p *Task) *Task   { w.t.Helper(); return w.clone(p, 0) }
+func (w *world) newpid(p *Task) *Task { w.t.Helper(); return w.clone(p, CloneNewPID) }
+func (w *world) thread(p *Task) *Task { w.t.Helper(); return w.clone(p, CloneThread) }
 
-func (w *world) setsid(p *Process) {
+func (w *world) setsid(p *Task) {
 	w.t.Helper()
 	if err := w.m.Setsid(p); err != nil {
 		w.t.Fatal(err)
@@ -62,21 +62,21 @@ func (w *world) setsid(p *Process) {
 
 // setpgid: target joins the group led by (or named after) g; g == target
 // creates its own group. Done by target itself.
-func (w *world) setpgid(target, g *Process) {
+func (w *world) setpgid(target, g *Task) {
 	w.t.Helper()
 	if err := w.m.Setpgid(target, 0, g.Nr(target.NS)); err != nil {
 		w.t.Fatal(err)
 	}
 }
 
-func (w *world) exit(p *Process, status int32) {
+func (w *world) exit(p *Task, status int32) {
 	w.t.Helper()
 	if err := w.m.Exit(p, status); err != nil {
 		w.t.Fatal(err)
 	}
 }
 
-func (w *world) exitReaped(p *Process) {
+func (w *world) exitReaped(p *Task) {
 	w.t.Helper()
 	parent := p.Parent
 	w.exit(p, 0)
@@ -103,9 +103,9 @@ func (w *world) check() *Plan {
 
 func checkForest(t testing.TB, f Forest) *Plan {
 	t.Helper()
-	p, err := MakePlan(f)
+	p, err := Make(f)
 	if err != nil {
-		t.Fatalf("MakePlan: %v\nforest:\n%v", err, f)
+		t.Fatalf("Make: %v\nforest:\n%v", err, f)
 	}
 	out, err := Execute(p)
 	if err != nil {

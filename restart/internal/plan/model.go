@@ -1,8 +1,9 @@
-package restart
+package plan
 
 import (
 	"fmt"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // This file is a small simulation of the kernel's process bookkeeping: pid
@@ -50,10 +51,10 @@ const pidMax = 4194304 // PID_MAX_LIMIT on 64-bit
 // Namespace is a pid namespace of the model.
 type Namespace struct {
 	Parent *Namespace
-	Level  int      // 0 for the model's initial namespace
-	Init   *Process // the child reaper (pid 1); nil before it exists
-	dead   bool     // the init exited: no pid can be allocated any more
-	last   int32    // cursor of the cyclic allocator (idr_alloc_cyclic)
+	Level  int   // 0 for the model's initial namespace
+	Init   *Task // the child reaper (pid 1); nil before it exists
+	dead   bool  // the init exited: no pid can be allocated any more
+	last   int32 // cursor of the cyclic allocator (idr_alloc_cyclic)
 	id     int
 }
 
@@ -96,20 +97,20 @@ const (
 	Reaped           // gone
 )
 
-// Process is a task of the model: a thread group leader or a thread.
-type Process struct {
+// Task is a task of the model: a thread group leader or a thread.
+type Task struct {
 	Name      string // for messages
 	pid       *pidObj
 	NS        *Namespace // active pid namespace
-	Parent    *Process   // real parent, always a thread group leader
-	Leader    *Process   // thread group leader; itself for a leader
+	Parent    *Task      // real parent, always a thread group leader
+	Leader    *Task      // thread group leader; itself for a leader
 	pgrp      *pidObj
 	session   *pidObj
 	State     ProcState
 	Status    int32 // wait status once a zombie
 	Subreaper bool  // PR_SET_CHILD_SUBREAPER
-	children  []*Process
-	threads   []*Process
+	children  []*Task
+	threads   []*Task
 	// files and fs are the descriptor table and fs struct the task holds,
 	// shared by clone with CLONE_FILES and CLONE_FS (a thread always
 	// shares its creator's, as the executor asks); nil once it exited.
@@ -118,14 +119,14 @@ type Process struct {
 
 // SharesFiles and SharesFS report whether p and q hold the same descriptor
 // table or fs struct (two tasks that exited hold none).
-func (p *Process) SharesFiles(q *Process) bool { return p.files != nil && p.files == q.files }
-func (p *Process) SharesFS(q *Process) bool    { return p.fs != nil && p.fs == q.fs }
+func (p *Task) SharesFiles(q *Task) bool { return p.files != nil && p.files == q.files }
+func (p *Task) SharesFS(q *Task) bool    { return p.fs != nil && p.fs == q.fs }
 
 // Nr is p's pid as seen from ns, 0 if not visible.
-func (p *Process) Nr(ns *Namespace) int32 { return p.pid.nrIn(ns) }
+func (p *Task) Nr(ns *Namespace) int32 { return p.pid.nrIn(ns) }
 
 // NSpid lists p's pid from the model's initial namespace inwards.
-func (p *Process) NSpid() []int32 {
+func (p *Task) NSpid() []int32 {
 	out := make([]int32, len(p.pid.nums))
 	for i, n := range p.pid.nums {
 		out[i] = n.nr
@@ -135,21 +136,21 @@ func (p *Process) NSpid() []int32 {
 
 // PGid and Sid are p's process group and session as seen from ns (0 when
 // not visible there, as getpgid(2) would report).
-func (p *Process) PGid(ns *Namespace) int32 { return p.pgrp.nrIn(ns) }
-func (p *Process) Sid(ns *Namespace) int32  { return p.session.nrIn(ns) }
+func (p *Task) PGid(ns *Namespace) int32 { return p.pgrp.nrIn(ns) }
+func (p *Task) Sid(ns *Namespace) int32  { return p.session.nrIn(ns) }
 
 // Children lists p's children that are not reaped.
-func (p *Process) Children() []*Process { return p.children }
+func (p *Task) Children() []*Task { return p.children }
 
 // Threads lists p's threads other than itself.
-func (p *Process) Threads() []*Process { return p.threads }
+func (p *Task) Threads() []*Task { return p.threads }
 
-func (p *Process) isLeader() bool { return p.Leader == p }
+func (p *Task) isLeader() bool { return p.Leader == p }
 
 // isSessionLeader is signal->leader: p created its session.
-func (p *Process) isSessionLeader() bool { return p.session == p.pid }
+func (p *Task) isSessionLeader() bool { return p.session == p.pid }
 
-func (p *Process) String() string {
+func (p *Task) String() string {
 	if p.Name != "" {
 		return p.Name
 	}
@@ -159,17 +160,17 @@ func (p *Process) String() string {
 // Model is the simulated kernel.
 type Model struct {
 	Root  *Namespace
-	procs []*Process // every process ever created, reaped ones included
+	procs []*Task // every process ever created, reaped ones included
 	nss   []*Namespace
 	objs  int // descriptor tables and fs structs made
 }
 
 // NewModel returns a model holding one namespace and its init, pid 1, which
 // leads its own session and group.
-func NewModel() (*Model, *Process) {
+func NewModel() (*Model, *Task) {
 	m := &Model{}
 	m.Root = m.newNS(nil)
-	init := &Process{Name: "init", NS: m.Root}
+	init := &Task{Name: "init", NS: m.Root}
 	init.pid = &pidObj{nums: []pidNum{{m.Root, 1}}}
 	init.Leader = init
 	init.pgrp, init.session = init.pid, init.pid
@@ -196,8 +197,8 @@ func (m *Model) newShared() *struct{ id int } {
 }
 
 // Processes lists every process not reaped, in creation order.
-func (m *Model) Processes() []*Process {
-	var out []*Process
+func (m *Model) Processes() []*Task {
+	var out []*Task
 	for _, p := range m.procs {
 		if p.State != Reaped {
 			out = append(out, p)
@@ -206,7 +207,7 @@ func (m *Model) Processes() []*Process {
 	return out
 }
 
-func errno(e syscall.Errno, format string, args ...any) error {
+func errno(e unix.Errno, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), e)
 }
 
@@ -233,7 +234,7 @@ func (m *Model) findPid(ns *Namespace, nr int32) *pidObj {
 }
 
 // findTask is find_task_by_vpid: the task whose own pid is nr in ns.
-func (m *Model) findTask(ns *Namespace, nr int32) *Process {
+func (m *Model) findTask(ns *Namespace, nr int32) *Task {
 	for _, p := range m.procs {
 		if p.State != Reaped && p.pid.nrIn(ns) == nr {
 			return p
@@ -243,7 +244,7 @@ func (m *Model) findTask(ns *Namespace, nr int32) *Process {
 }
 
 // groupMember is pid_task(pgrp, PIDTYPE_PGID): any task in the group.
-func (m *Model) groupMember(pgrp *pidObj) *Process {
+func (m *Model) groupMember(pgrp *pidObj) *Task {
 	for _, p := range m.procs {
 		if p.State != Reaped && p.isLeader() && p.pgrp == pgrp {
 			return p
@@ -257,24 +258,24 @@ func (m *Model) groupMember(pgrp *pidObj) *Process {
 // cursor, as in alloc_pid.
 func (m *Model) alloc(ns *Namespace, want int32) (int32, error) {
 	if ns.dead {
-		return 0, errno(syscall.ENOMEM, "namespace level %d is dead (its init exited)", ns.Level)
+		return 0, errno(unix.ENOMEM, "namespace level %d is dead (its init exited)", ns.Level)
 	}
 	if want != 0 {
 		if want < 0 || want >= pidMax {
-			return 0, errno(syscall.EINVAL, "set_tid %d out of range", want)
+			return 0, errno(unix.EINVAL, "set_tid %d out of range", want)
 		}
 		// alloc_pid: "fail if a PID != 1 is requested and no PID 1 exists".
 		if want != 1 && ns.Init == nil {
-			return 0, errno(syscall.EINVAL, "set_tid %d in a namespace without init", want)
+			return 0, errno(unix.EINVAL, "set_tid %d in a namespace without init", want)
 		}
 		if m.inUse(ns, want) {
-			return 0, errno(syscall.EEXIST, "pid %d is taken in namespace level %d", want, ns.Level)
+			return 0, errno(unix.EEXIST, "pid %d is taken in namespace level %d", want, ns.Level)
 		}
 		return want, nil
 	}
 	if ns.Init == nil {
 		if m.inUse(ns, 1) {
-			return 0, errno(syscall.EEXIST, "pid 1 is taken")
+			return 0, errno(unix.EEXIST, "pid 1 is taken")
 		}
 		ns.last = 1
 		return 1, nil
@@ -290,45 +291,45 @@ func (m *Model) alloc(ns *Namespace, want int32) (int32, error) {
 			return nr, nil
 		}
 	}
-	return 0, errno(syscall.EAGAIN, "no free pid in namespace level %d", ns.Level)
+	return 0, errno(unix.EAGAIN, "no free pid in namespace level %d", ns.Level)
 }
 
 // Clone creates a task as clone3 would. pfc is the actor's
 // pid_for_children (nil: its own namespace; a descendant namespace models a
 // preceding setns). setTid is clone3's set_tid, innermost level first.
-func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid []int32) (*Process, error) {
+func (m *Model) Clone(actor *Task, flags CloneFlags, pfc *Namespace, setTid []int32) (*Task, error) {
 	if actor.State != Alive {
-		return nil, errno(syscall.ESRCH, "clone by %s: not alive", actor)
+		return nil, errno(unix.ESRCH, "clone by %s: not alive", actor)
 	}
 	if pfc == nil {
 		pfc = actor.NS
 	}
 	if !actor.NS.IsAncestorOf(pfc) {
 		// setns(CLONE_NEWPID) only enters descendants of the active namespace.
-		return nil, errno(syscall.EINVAL, "clone by %s: pid_for_children is not below its namespace", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: pid_for_children is not below its namespace", actor)
 	}
 	if flags&CloneThread != 0 && flags&CloneNewPID != 0 {
-		return nil, errno(syscall.EINVAL, "clone by %s: CLONE_THREAD with CLONE_NEWPID", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: CLONE_THREAD with CLONE_NEWPID", actor)
 	}
 	// copy_process: a thread needs pid_for_children == active namespace.
 	if flags&CloneThread != 0 && pfc != actor.NS {
-		return nil, errno(syscall.EINVAL, "clone by %s: CLONE_THREAD after setns", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: CLONE_THREAD after setns", actor)
 	}
 	leader := actor.Leader
 	// copy_process: "siblings of global init remain as zombies on exit since
 	// they are not reaped by their parent (swapper)"; and a namespace init
 	// (SIGNAL_UNKILLABLE) may not create siblings outside its namespace.
 	if flags&CloneParent != 0 && leader.NS.Init == leader {
-		return nil, errno(syscall.EINVAL, "clone by %s: CLONE_PARENT from a namespace init", actor)
+		return nil, errno(unix.EINVAL, "clone by %s: CLONE_PARENT from a namespace init", actor)
 	}
 	childNS := pfc
 	if flags&CloneNewPID != 0 {
 		// copy_pid_ns: the new namespace's parent must be the active one.
 		if pfc != actor.NS {
-			return nil, errno(syscall.EINVAL, "clone by %s: CLONE_NEWPID after setns", actor)
+			return nil, errno(unix.EINVAL, "clone by %s: CLONE_NEWPID after setns", actor)
 		}
 		if pfc.Level+1 > 32 {
-			return nil, errno(syscall.ENOSPC, "clone by %s: pid namespaces nested too deep", actor)
+			return nil, errno(unix.ENOSPC, "clone by %s: pid namespaces nested too deep", actor)
 		}
 		childNS = nil // created below, once the numbers are known to be free
 	}
@@ -337,7 +338,7 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 		level++
 	}
 	if len(setTid) > level+1 {
-		return nil, errno(syscall.EINVAL, "clone by %s: %d set_tid entries for %d levels", actor, len(setTid), level+1)
+		return nil, errno(unix.EINVAL, "clone by %s: %d set_tid entries for %d levels", actor, len(setTid), level+1)
 	}
 	// Allocate innermost first, as alloc_pid does.
 	nums := make([]pidNum, level+1)
@@ -358,7 +359,7 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 		if i < len(setTid) {
 			want = setTid[i]
 			if want <= 0 {
-				return nil, errno(syscall.EINVAL, "clone by %s: set_tid[%d] = %d", actor, i, want)
+				return nil, errno(unix.EINVAL, "clone by %s: set_tid[%d] = %d", actor, i, want)
 			}
 		}
 		nr, err := m.alloc(ns, want)
@@ -373,7 +374,7 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 	if newNS != nil {
 		childNS = newNS
 	}
-	c := &Process{pid: &pidObj{nums: nums}, NS: childNS, pgrp: leader.pgrp, session: leader.session}
+	c := &Task{pid: &pidObj{nums: nums}, NS: childNS, pgrp: leader.pgrp, session: leader.session}
 	// copy_files, copy_fs: shared with the calling task, else a copy.
 	c.files, c.fs = m.newShared(), m.newShared()
 	if flags&(CloneFiles|CloneThread) != 0 {
@@ -405,15 +406,15 @@ func (m *Model) Clone(actor *Process, flags CloneFlags, pfc *Namespace, setTid [
 }
 
 // Setsid is setsid(2) by p's thread group.
-func (m *Model) Setsid(p *Process) error {
+func (m *Model) Setsid(p *Task) error {
 	if p.State != Alive {
-		return errno(syscall.ESRCH, "setsid by %s: not alive", p)
+		return errno(unix.ESRCH, "setsid by %s: not alive", p)
 	}
 	g := p.Leader
 	// ksys_setsid: "Fail if group_leader is already a process group leader"
 	// (any task still using its pid as a group, a zombie included).
 	if m.groupMember(g.pid) != nil {
-		return errno(syscall.EPERM, "setsid by %s: it is a process group leader", p)
+		return errno(unix.EPERM, "setsid by %s: it is a process group leader", p)
 	}
 	g.session, g.pgrp = g.pid, g.pid
 	for _, t := range g.threads {
@@ -424,9 +425,9 @@ func (m *Model) Setsid(p *Process) error {
 
 // Setpgid is setpgid(pid, pgid) called by actor; the numbers are as the
 // actor sees them, 0 meaning "the caller" and "the target's own pid".
-func (m *Model) Setpgid(actor *Process, pid, pgid int32) error {
+func (m *Model) Setpgid(actor *Task, pid, pgid int32) error {
 	if actor.State != Alive {
-		return errno(syscall.ESRCH, "setpgid by %s: not alive", actor)
+		return errno(unix.ESRCH, "setpgid by %s: not alive", actor)
 	}
 	me := actor.Leader
 	ns := actor.NS
@@ -437,31 +438,31 @@ func (m *Model) Setpgid(actor *Process, pid, pgid int32) error {
 		pgid = pid
 	}
 	if pgid < 0 {
-		return errno(syscall.EINVAL, "setpgid(%d, %d) by %s", pid, pgid, actor)
+		return errno(unix.EINVAL, "setpgid(%d, %d) by %s", pid, pgid, actor)
 	}
 	p := m.findTask(ns, pid)
 	if p == nil {
-		return errno(syscall.ESRCH, "setpgid(%d, %d) by %s: no such task", pid, pgid, actor)
+		return errno(unix.ESRCH, "setpgid(%d, %d) by %s: no such task", pid, pgid, actor)
 	}
 	if !p.isLeader() {
-		return errno(syscall.EINVAL, "setpgid(%d, %d) by %s: a thread", pid, pgid, actor)
+		return errno(unix.EINVAL, "setpgid(%d, %d) by %s: a thread", pid, pgid, actor)
 	}
 	if p.Parent == me {
 		if p.session != me.session {
-			return errno(syscall.EPERM, "setpgid(%d, %d) by %s: child %s is in another session", pid, pgid, actor, p)
+			return errno(unix.EPERM, "setpgid(%d, %d) by %s: child %s is in another session", pid, pgid, actor, p)
 		}
 	} else if p != me {
-		return errno(syscall.ESRCH, "setpgid(%d, %d) by %s: %s is neither the caller nor its child", pid, pgid, actor, p)
+		return errno(unix.ESRCH, "setpgid(%d, %d) by %s: %s is neither the caller nor its child", pid, pgid, actor, p)
 	}
 	if p.isSessionLeader() {
-		return errno(syscall.EPERM, "setpgid(%d, %d) by %s: %s is a session leader", pid, pgid, actor, p)
+		return errno(unix.EPERM, "setpgid(%d, %d) by %s: %s is a session leader", pid, pgid, actor, p)
 	}
 	pgrp := p.pid
 	if pgid != pid {
 		pgrp = m.findPid(ns, pgid)
 		g := m.groupMember(pgrp)
 		if pgrp == nil || g == nil || g.session != p.session {
-			return errno(syscall.EPERM, "setpgid(%d, %d) by %s: no such group in the session of %s", pid, pgid, actor, p)
+			return errno(unix.EPERM, "setpgid(%d, %d) by %s: no such group in the session of %s", pid, pgid, actor, p)
 		}
 	}
 	p.pgrp = pgrp
@@ -472,9 +473,9 @@ func (m *Model) Setpgid(actor *Process, pid, pgid int32) error {
 }
 
 // SetSubreaper is prctl(PR_SET_CHILD_SUBREAPER, on).
-func (m *Model) SetSubreaper(p *Process, on bool) error {
+func (m *Model) SetSubreaper(p *Task, on bool) error {
 	if p.State != Alive {
-		return errno(syscall.ESRCH, "prctl by %s: not alive", p)
+		return errno(unix.ESRCH, "prctl by %s: not alive", p)
 	}
 	p.Leader.Subreaper = on
 	return nil
@@ -484,9 +485,9 @@ func (m *Model) SetSubreaper(p *Process, on bool) error {
 // given wait status. The threads go at once; the leader stays a zombie until
 // its parent reaps it. Children go to the new reaper; if p is a namespace
 // init, every other task of its namespace is killed and reaped.
-func (m *Model) Exit(p *Process, status int32) error {
+func (m *Model) Exit(p *Task, status int32) error {
 	if p.State != Alive {
-		return errno(syscall.ESRCH, "exit of %s: not alive", p)
+		return errno(unix.ESRCH, "exit of %s: not alive", p)
 	}
 	g := p.Leader
 	for _, t := range g.threads {
@@ -517,7 +518,7 @@ func (m *Model) Exit(p *Process, status int32) error {
 }
 
 // release removes q from the model, as release_task would.
-func (m *Model) release(q *Process) {
+func (m *Model) release(q *Task) {
 	q.State = Reaped
 	q.files, q.fs = nil, nil
 	if q.Parent != nil {
@@ -534,7 +535,7 @@ func (m *Model) release(q *Process) {
 // findNewReaper is find_new_reaper: the nearest living child subreaper among
 // the ancestors in the same pid namespace (compared by level, as the kernel
 // does), else the namespace's init.
-func (m *Model) findNewReaper(father *Process) *Process {
+func (m *Model) findNewReaper(father *Task) *Task {
 	level := father.NS.Level
 	for r := father.Parent; r != nil && r.NS.Level == level; r = r.Parent {
 		if r.Subreaper && r.State == Alive {
@@ -545,16 +546,16 @@ func (m *Model) findNewReaper(father *Process) *Process {
 }
 
 // Wait is waitid(P_PID, pid, WEXITED) by actor: reaps its zombie child.
-func (m *Model) Wait(actor *Process, pid int32) (int32, error) {
+func (m *Model) Wait(actor *Task, pid int32) (int32, error) {
 	if actor.State != Alive {
-		return 0, errno(syscall.ESRCH, "wait by %s: not alive", actor)
+		return 0, errno(unix.ESRCH, "wait by %s: not alive", actor)
 	}
 	c := m.findTask(actor.NS, pid)
 	if c == nil || c.Parent != actor.Leader || !c.isLeader() {
-		return 0, errno(syscall.ECHILD, "wait(%d) by %s: not its child", pid, actor)
+		return 0, errno(unix.ECHILD, "wait(%d) by %s: not its child", pid, actor)
 	}
 	if c.State != Zombie {
-		return 0, errno(syscall.EAGAIN, "wait(%d) by %s: %s has not exited (would block)", pid, actor, c)
+		return 0, errno(unix.EAGAIN, "wait(%d) by %s: %s has not exited (would block)", pid, actor, c)
 	}
 	m.release(c)
 	return c.Status, nil

@@ -1,4 +1,4 @@
-package restart
+package plan
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 // processes that exist before the plan runs.
 type Host struct {
 	Model    *Model
-	Restorer *Process
+	Restorer *Task
 	// NS1 is the namespace that stands for the image's namespace tag 1 in
 	// subtree mode (nil in container mode, where the plan creates it).
 	NS1 *Namespace
@@ -30,7 +30,7 @@ func NewHost(mode image.Mode, outer Outer) (*Host, error) {
 	if mode == image.ModeContainer {
 		h.Restorer, err = m.Clone(init, 0, nil, nil)
 	} else {
-		var i1 *Process
+		var i1 *Task
 		i1, err = m.Clone(init, CloneNewPID, nil, nil)
 		if err == nil {
 			i1.Name = "namespace init"
@@ -63,7 +63,7 @@ func Execute(p *Plan) (Forest, error) {
 		return Forest{}, err
 	}
 	m := h.Model
-	procs := make([]*Process, len(p.Procs))
+	procs := make([]*Task, len(p.Procs))
 	procs[Restorer] = h.Restorer
 	nsMap := map[image.Tag]*Namespace{}
 	if h.NS1 != nil {
@@ -75,7 +75,7 @@ func Execute(p *Plan) (Forest, error) {
 		}
 		return p.Forest.Pids.NS[t-1].Parent
 	}
-	get := func(id ProcID) (*Process, error) {
+	get := func(id ProcID) (*Task, error) {
 		if id < 0 || int(id) >= len(procs) || procs[id] == nil {
 			return nil, fmt.Errorf("process %d does not exist", id)
 		}
