@@ -1,14 +1,11 @@
 package fs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -33,37 +30,49 @@ func errno(err error) syscall.Errno {
 	return syscall.Errno(checkpoint.Errno(err))
 }
 
-// errInterrupted: the caller's request was interrupted (the kernel sent
-// FUSE_INTERRUPT because the caller got a signal, SIGKILL included), so
-// the handler stopped waiting. Until it answers, a killed caller could not
+// errInterrupted: the caller of a request is dying (see untilCallerDies),
+// so the handler stopped waiting: until it answers, the caller could not
 // die.
-var errInterrupted = fmt.Errorf("request interrupted: %w", syscall.EINTR)
+var errInterrupted = fmt.Errorf("request abandoned: its caller is dying: %w", syscall.EINTR)
 
-// killedBy returns the signal a task is dying of, if it is: it is exiting
-// (PF_EXITING in the flags, field 9 of /proc/<tid>/stat) with the exit code
-// of a death by signal (field 52, set before the task closes its files).
-// A task that exits normally closes its files on the way out as well; a
-// killed one only gives them up.
-func killedBy(tid int) syscall.Signal {
-	data, err := os.ReadFile(procfs.Root + "/" + strconv.Itoa(tid) + "/stat")
-	if err != nil {
-		return 0
+// dying reports whether a caller (a thread id) is dying: procfs.Dying, or a
+// test's stand-in.
+var dying = procfs.Dying
+
+// pollDying is how often the caller of an interrupted request is looked at.
+const pollDying = 20 * time.Millisecond
+
+// untilCallerDies returns the context of a FUSE request, ended only when
+// its caller is dying, and a function to call when the request is served.
+//
+// The kernel sends FUSE_INTERRUPT (go-fuse then ends ctx) when the caller
+// gets any signal it does not ignore, once per request. A caller that only
+// caught one (SIGCHLD, SIGWINCH, Ctrl-Z, the Go runtime's own) expects its
+// answer, not EINTR, and its retry would start a freeze over; a caller that
+// is dying (SIGKILL, or any other fatal signal) cannot finish dying until
+// it is answered, and must be answered at once. So after an interrupt the
+// caller is watched, while the request lasts, and the context ends when it
+// is found dying.
+func untilCallerDies(ctx context.Context) (context.Context, func()) {
+	c, known := callerOf(ctx)
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		tick := time.NewTicker(pollDying)
+		defer tick.Stop()
+		for {
+			if !known || dying(c.Pid) {
+				cancel()
+				return
+			}
+			select {
+			case <-out.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return out, func() {
+		stop()
+		cancel()
 	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(data[i+1:])) // from field 3, the state
-	if len(fields) < 50 {
-		return 0
-	}
-	flags, err1 := strconv.ParseUint(fields[9-3], 10, 64)
-	code, err2 := strconv.ParseInt(fields[52-3], 10, 64)
-	if err1 != nil || err2 != nil || flags&pfExiting == 0 {
-		return 0
-	}
-	return syscall.Signal(code & 0x7f)
 }
-
-// pfExiting is the kernel's PF_EXITING task flag.
-const pfExiting = 0x4

@@ -189,8 +189,8 @@ func TestRestoreWriteInterrupted(t *testing.T) {
 	waitClosed(t, "the restart's cancellation", rctx.Done())
 	waitEnded(t, f)
 	out := status(t, f)
-	if out.State != "failed" || out.Error != string(errWriteInterrupted.Error()) || !out.Cancelled {
-		t.Errorf("outcome %+v, want failed, cancelled, with %q", out, errWriteInterrupted)
+	if out.State != "failed" || out.Error != string(errWriterDied.Error()) || !out.Cancelled {
+		t.Errorf("outcome %+v, want failed, cancelled, with %q", out, errWriterDied)
 	}
 	// The writer's close, if it comes, does not wait and reports the
 	// cancellation.
@@ -224,7 +224,7 @@ func TestRestoreFlushInterrupted(t *testing.T) {
 	waitClosed(t, "the restart's cancellation", rctx.Done())
 	waitEnded(t, f)
 	out := status(t, f)
-	if out.State != "failed" || !out.Cancelled || !strings.HasPrefix(out.Error, "restore cancelled: the writer was interrupted") {
+	if out.State != "failed" || !out.Cancelled || out.Error != errWriterDied.Error() {
 		t.Errorf("outcome %+v, want failed, cancelled by the interrupted writer", out)
 	}
 	w.Release(context.Background())

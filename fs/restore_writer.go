@@ -2,11 +2,9 @@ package fs
 
 import (
 	"context"
-	"fmt"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
-	"golang.org/x/sys/unix"
 )
 
 // restoreWriter is the handle that created restore/<name>: the image's
@@ -14,13 +12,12 @@ import (
 // and waits for the restart's outcome, which that close() returns.
 //
 // A writer gone before the restart finished cancels it, and the restart
-// then undoes what it made: a writer killed or interrupted in a write or in
-// close (go-fuse closes the request's ctx on FUSE_INTERRUPT, which the
-// kernel sends when the caller gets a signal; a caller killed while the
-// daemon serves its request cannot die until it is answered), or a file
-// released without a close that finished the restore. Cancelling answers
-// at once; the teardown goes on in the background, and the outcome says
-// "failed" with the cause, and "cancelled".
+// then undoes what it made: a writer that dies in a write or in close (a
+// dying caller cannot finish dying until its request is answered, see
+// untilCallerDies), or a file released before its image was ended.
+// Cancelling answers at once; the teardown goes on in the background, and
+// the outcome says "failed" with the cause, and "cancelled". A writer that
+// only caught a signal is served as if nothing happened.
 type restoreWriter struct {
 	f *restoreFile
 }
@@ -33,9 +30,8 @@ func (c restoreCancelled) Error() string { return "restore cancelled: " + string
 func (c restoreCancelled) Unwrap() error { return syscall.ECANCELED }
 
 const (
-	errWriteInterrupted   = restoreCancelled("the writer was interrupted")
-	errFlushInterrupted   = restoreCancelled("the writer was interrupted while the restart finished")
-	errReleasedUnfinished = restoreCancelled("the writer released the file before the restart finished")
+	errWriterDied         = restoreCancelled("the writer died before the restart finished")
+	errReleasedUnfinished = restoreCancelled("the writer released the file before the image was complete")
 )
 
 // cancel stops the restart for cause, unless it already returned: its
@@ -72,9 +68,11 @@ func (f *restoreFile) give() { <-f.turn }
 var _ = (gofs.FileWriter)((*restoreWriter)(nil))
 
 func (w *restoreWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	ctx, served := untilCallerDies(ctx)
+	defer served()
 	f := w.f
 	if !f.take(ctx) {
-		f.cancel(errWriteInterrupted)
+		f.cancel(errWriterDied)
 		return 0, syscall.EINTR
 	}
 	defer f.give()
@@ -104,9 +102,9 @@ func (w *restoreWriter) Write(ctx context.Context, data []byte, off int64) (uint
 }
 
 // feed hands data to the restart, and returns once it has taken all of it,
-// or failed, or ctx is done: then the restore is cancelled (a writer
-// interrupted mid-stream is as good as gone), which ends the pipe's write
-// at once. Nothing holds data after feed returns: go-fuse reuses it.
+// or failed, or ctx is done (the writer is dying): then the restore is
+// cancelled, which ends the pipe's write at once. Nothing holds data after
+// feed returns: go-fuse reuses it.
 func (f *restoreFile) feed(ctx context.Context, data []byte) (int, error) {
 	type written struct {
 		n   int
@@ -121,7 +119,7 @@ func (f *restoreFile) feed(ctx context.Context, data []byte) (int, error) {
 	case w := <-done:
 		return w.n, w.err
 	case <-ctx.Done():
-		f.cancel(errWriteInterrupted)
+		f.cancel(errWriterDied)
 		w := <-done
 		return w.n, errInterrupted
 	}
@@ -137,14 +135,14 @@ var _ = (gofs.FileFlusher)((*restoreWriter)(nil))
 // away, and so is an interrupted close.
 func (w *restoreWriter) Flush(ctx context.Context) syscall.Errno {
 	f := w.f
-	if c, ok := callerOf(ctx); ok {
-		if sig := killedBy(c.Pid); sig != 0 {
-			f.cancel(restoreCancelled(fmt.Sprintf("the writer was killed (%s)", unix.SignalName(sig))))
-			return syscall.ECANCELED
-		}
+	if c, ok := callerOf(ctx); ok && dying(c.Pid) {
+		f.cancel(errWriterDied) // its close on the way out
+		return syscall.ECANCELED
 	}
+	ctx, served := untilCallerDies(ctx)
+	defer served()
 	if !f.take(ctx) {
-		f.cancel(errFlushInterrupted)
+		f.cancel(errWriterDied)
 		return syscall.EINTR
 	}
 	f.mu.Lock()
@@ -163,7 +161,9 @@ func (w *restoreWriter) Flush(ctx context.Context) syscall.Errno {
 	select {
 	case <-f.ended:
 	case <-ctx.Done():
-		f.cancel(errFlushInterrupted)
+		// Dying while the restart finishes (Ctrl-C on cp): that is the
+		// writer's way of saying stop.
+		f.cancel(errWriterDied)
 		return syscall.EINTR
 	}
 	f.mu.Lock()
@@ -173,9 +173,14 @@ func (w *restoreWriter) Flush(ctx context.Context) syscall.Errno {
 
 var _ = (gofs.FileReleaser)((*restoreWriter)(nil))
 
-// Release cancels a restart that no Flush saw through: nobody would learn
-// its outcome, nor could anyone finish its image.
+// Release cancels a restart whose image no Flush ended: nobody could
+// finish it. One whose image is complete finishes on its own.
 func (w *restoreWriter) Release(ctx context.Context) syscall.Errno {
-	w.f.cancel(errReleasedUnfinished)
+	w.f.mu.Lock()
+	ended := w.f.closed
+	w.f.mu.Unlock()
+	if !ended {
+		w.f.cancel(errReleasedUnfinished)
+	}
 	return 0
 }

@@ -42,6 +42,8 @@ func (f *sectionFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 	if !ok {
 		return syscall.EIO
 	}
+	ctx, served := untilCallerDies(ctx)
+	defer served()
 	snap, _, err := f.snapshot(ctx, key, caller, false)
 	if err != nil {
 		if isAccess(err) {
@@ -69,6 +71,8 @@ func (f *sectionFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	if !ok || key != f.dir.key {
 		return nil, 0, syscall.ENOENT
 	}
+	ctx, served := untilCallerDies(ctx)
+	defer served()
 	snap, keeper, err := f.snapshot(ctx, key, caller, true)
 	if err != nil {
 		return nil, 0, f.fail("open", err)
@@ -121,6 +125,8 @@ type sectionHandle struct {
 var _ = (gofs.FileReader)((*sectionHandle)(nil))
 
 func (h *sectionHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	ctx, served := untilCallerDies(ctx)
+	defer served()
 	var res fuse.ReadResult
 	var err error
 	if h.ahead != nil {

@@ -201,10 +201,18 @@ func TestSnapshotStuckDirectoryIsolated(t *testing.T) {
 	}
 }
 
+// callerDying makes every caller of a test read as dying, or not.
+func callerDying(t *testing.T, is bool) {
+	was := dying
+	dying = func(int) bool { return is }
+	t.Cleanup(func() { dying = was })
+}
+
 // A section file's stat waiting for a stuck capture returns EINTR when
-// its request is interrupted, and one of another directory is served
-// meanwhile. (Real processes, for /proc; a fake take.)
+// its request is interrupted and its caller is dying, and one of another
+// directory is served meanwhile. (Real processes, for /proc; a fake take.)
 func TestSectionGetattrInterrupted(t *testing.T) {
+	callerDying(t, true)
 	ft := newFakeTake()
 	r := newRoot(testConfig(t, time.Hour))
 	r.take = ft.take
@@ -246,6 +254,38 @@ func TestSectionGetattrInterrupted(t *testing.T) {
 		t.Fatal("the interrupted stat of A did not return")
 	}
 	waitClosed(t, "cancelling A's capture, which nobody waits for", callA.ctx.Done())
+}
+
+// A caller that was interrupted by a signal it caught (not dying) is
+// served as if nothing happened: its stat waits for the capture, which is
+// not cancelled, and gets its answer.
+func TestSectionGetattrSignalCaught(t *testing.T) {
+	callerDying(t, false)
+	ft := newFakeTake()
+	r := newRoot(testConfig(t, time.Hour))
+	r.take = ft.take
+	file := &sectionFile{dir: procDirOf(t, r), kind: kindTree}
+	interrupt := make(chan struct{})
+	errc := make(chan syscall.Errno, 1)
+	var out fuse.AttrOut
+	go func() { errc <- file.Getattr(fuseContext(interrupt), nil, &out) }()
+	call := ft.next(t)
+	close(interrupt) // FUSE_INTERRUPT: a signal the caller catches
+	select {
+	case e := <-errc:
+		t.Fatalf("a caller that only caught a signal got %v before its answer", e)
+	case <-time.After(3 * pollDying):
+	}
+	if !isOpen(call.ctx.Done()) {
+		t.Fatal("the capture was cancelled for a caller that only caught a signal")
+	}
+	lay := newFakeLayout(make([]byte, 100))
+	call.reply <- takeReply{lay: lay}
+	within(t, "the stat after its capture", func() {
+		if e := <-errc; e != 0 || out.Size != uint64(lay.res.Tree.Len) {
+			t.Errorf("stat: %v, size %d", e, out.Size)
+		}
+	})
 }
 
 // procDirOf starts a process and returns its directory.

@@ -13,6 +13,7 @@ type Stat struct {
 	Comm       string
 	State      byte   // field 3
 	PPid       int    // field 4
+	Flags      uint32 // field 9: the kernel's PF_* task flags
 	Nice       int32  // field 19
 	StartTime  uint64 // field 22, clock ticks after boot: with the pid, a process's identity
 	RTPriority uint32 // field 40: 1-99 under SCHED_FIFO and SCHED_RR, else 0
@@ -88,6 +89,7 @@ func parseStat(data []byte) (*Stat, error) {
 		return n
 	}
 	s.PPid = int(signed(4, "ppid"))
+	s.Flags = uint32(num(9, "flags", 32))
 	s.Nice = int32(signed(19, "nice"))
 	s.StartTime = num(22, "starttime", 64)
 	s.RTPriority = uint32(num(40, "rt_priority", 32))

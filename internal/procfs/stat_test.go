@@ -2,8 +2,10 @@ package procfs
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,5 +46,24 @@ func TestReadTaskStatSched(t *testing.T) {
 	}
 	if s.Nice != 3 || s.Policy != unix.SCHED_BATCH || s.RTPriority != 0 {
 		t.Errorf("got %+v, want SCHED_BATCH at nice 3", s)
+	}
+}
+
+// Dying: a task sleeping is not; one killed and not yet reaped is.
+func TestDying(t *testing.T) {
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	pid := cmd.Process.Pid
+	if Dying(pid) {
+		t.Errorf("a sleeping task %d reads as dying", pid)
+	}
+	cmd.Process.Kill()
+	for deadline := time.Now().Add(5 * time.Second); !Dying(pid); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d, killed, does not read as dying", pid)
+		}
 	}
 }

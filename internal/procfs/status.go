@@ -34,6 +34,8 @@ type Status struct {
 	Seccomp    int
 	Umask      uint32
 	NoNewPrivs bool
+	SigPnd     uint64 // signals pending for the task itself
+	ShdPnd     uint64 // signals pending for its whole process
 	SigIgn     uint64 // signals ignored (bit n-1 for signal n)
 	SigCgt     uint64 // signals caught by a handler
 	// ShadowStack: the thread runs with an x86 user shadow stack, which
@@ -109,6 +111,10 @@ func parseStatus(data []byte) (*Status, error) {
 			s.Umask = uint32(u)
 		case "NoNewPrivs":
 			s.NoNewPrivs = val == "1"
+		case "SigPnd":
+			s.SigPnd, err = strconv.ParseUint(val, 16, 64)
+		case "ShdPnd":
+			s.ShdPnd, err = strconv.ParseUint(val, 16, 64)
 		case "SigIgn":
 			s.SigIgn, err = strconv.ParseUint(val, 16, 64)
 		case "SigCgt":
