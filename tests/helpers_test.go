@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +29,12 @@ const (
 	readyTimeout = 20 * time.Second // until a workload prints READY
 	stopTimeout  = 10 * time.Second // for the daemon to exit after SIGTERM
 	reapTimeout  = 10 * time.Second // for a killed workload to be reaped
-	// graceWait is longer than the daemon's snapshot grace period (~1 s).
-	graceWait = 2200 * time.Millisecond
+	// testGrace is the snapshot grace period of the tests' mounts
+	// (--grace), unless a test asks for another: long enough for a tool's
+	// stat, open and read of a small tree, short enough not to be waited
+	// for long. graceWait is longer.
+	testGrace = 400 * time.Millisecond
+	graceWait = testGrace + 400*time.Millisecond
 )
 
 // lineLogger is an io.Writer that logs each complete line to t.
@@ -276,6 +281,9 @@ func startMount(t testing.TB, mayDie bool, environ []string, extra ...string) *m
 	}
 
 	args := append([]string{"mount", dir}, extra...)
+	if env.graceFlag && !slices.Contains(extra, "--grace") {
+		args = append(args, "--grace", testGrace.String())
+	}
 	if os.Getenv("CKPTFS_TEST_DEBUG") == "1" {
 		args = append(args, "--debug")
 	}
