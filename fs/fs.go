@@ -1,5 +1,5 @@
 // Package fs adapts FUSE requests onto checkpoint and restart: it holds
-// no checkpoint logic of its own. The tree it serves (DESIGN.md §1):
+// no checkpoint logic of its own. The tree it serves (docs/DESIGN.md §1):
 //
 //	/            one directory per live process of the daemon's pid namespace
 //	  <pid>/     the subtree rooted at <pid>

@@ -11,6 +11,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/procfs"
@@ -71,12 +72,7 @@ type TaskOutcome struct {
 	Zombie bool    `json:"zombie,omitempty"`
 }
 
-const (
-	capSysAdmin          = 21
-	capCheckpointRestore = 40
-)
-
-// mayRestore applies DESIGN.md's rule for who may create the image's
+// mayRestore applies the rule of docs/DESIGN.md §1 for who may create the image's
 // processes: a caller with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (in the
 // daemon's user namespace) may restore any image; any other caller only
 // images whose every task has the caller's uids and gids, groups it is in,
@@ -93,7 +89,7 @@ func mayRestore(ctx context.Context) (restart.Options, error) {
 	if err != nil {
 		return restart.Options{}, err
 	}
-	if st.CapEff&(1<<capSysAdmin|1<<capCheckpointRestore) != 0 {
+	if st.CapEff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0 {
 		return restart.Options{}, nil
 	}
 	groups := map[uint32]bool{c.Gid: true}
