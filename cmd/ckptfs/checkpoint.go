@@ -8,19 +8,18 @@ import (
 	"os/signal"
 	"strconv"
 
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 )
 
 func runCheckpoint(args []string) error {
-	flags := pflag.NewFlagSet("checkpoint", pflag.ContinueOnError)
+	flags := newFlags("checkpoint")
 	out := flags.StringP("output", "o", "-", "write the image to FILE (- for standard output)")
 	modeName := flags.String("mode", "auto", "how the tree is recorded: auto, container or subtree")
 	external := flags.String("external", "refuse", "descriptors leading outside the tree: refuse, or replace with /dev/null at restore")
 	stats := flags.Bool("stats", false, "print how long the tree was frozen and how large the image is, on standard error")
-	if err := flags.Parse(args); err != nil {
+	if err := parse(flags, args); err != nil {
 		return err
 	}
 	if flags.NArg() != 1 {

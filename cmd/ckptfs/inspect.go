@@ -6,17 +6,15 @@ import (
 	"io"
 	"os"
 
-	"github.com/spf13/pflag"
-
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/restart"
 )
 
 func runInspect(args []string) error {
-	flags := pflag.NewFlagSet("inspect", pflag.ContinueOnError)
+	flags := newFlags("inspect")
 	asJSON := flags.Bool("json", false, "print JSON instead of text")
 	asPlan := flags.Bool("plan", false, "print how restart would rebuild the forest")
-	if err := flags.Parse(args); err != nil {
+	if err := parse(flags, args); err != nil {
 		return err
 	}
 	if flags.NArg() != 1 {

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -27,11 +28,17 @@ type command struct {
 	run              func(args []string) error
 }
 
-var commands = []command{
-	{"mount", "[MOUNTPOINT]", "serve checkpoints of live processes as files (default /mnt/ckpt)", runMount},
-	{"checkpoint", "PID [-o FILE]", "write the image of the subtree rooted at PID", runCheckpoint},
-	{"inspect", "[--json|--plan] FILE|-", "describe an image, a pids or tree file, or its restart plan", runInspect},
-	{"restore", "FILE|-", "restart the tree of an image", runRestore},
+// commands is filled in init: their run functions print their own help
+// from it (parse), which a plain initializer could not refer back to.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"mount", "[MOUNTPOINT]", "serve checkpoints of live processes as files (default /mnt/ckpt)", runMount},
+		{"checkpoint", "PID [-o FILE]", "write the image of the subtree rooted at PID", runCheckpoint},
+		{"inspect", "[--json|--plan] FILE|-", "describe an image, a pids or tree file, or its restart plan", runInspect},
+		{"restore", "FILE|-", "restart the tree of an image", runRestore},
+	}
 }
 
 func main() {
@@ -54,7 +61,11 @@ func main() {
 	}
 	for _, c := range commands {
 		if c.name == os.Args[1] {
-			if err := c.run(os.Args[2:]); err != nil {
+			err := c.run(os.Args[2:])
+			if errors.Is(err, errHelp) {
+				return
+			}
+			if err != nil {
 				fmt.Fprintf(os.Stderr, "ckptfs: %s: %v\n", c.name, err)
 				pprof.StopCPUProfile()
 				os.Exit(1)

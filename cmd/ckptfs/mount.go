@@ -7,7 +7,6 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
@@ -17,13 +16,13 @@ import (
 const defaultMountpoint = "/mnt/ckpt"
 
 func runMount(args []string) error {
-	flags := pflag.NewFlagSet("mount", pflag.ContinueOnError)
+	flags := newFlags("mount")
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount (each request is checked with the caller's credentials)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	modeName := flags.String("mode", "auto", "how trees are recorded: auto, container or subtree")
 	external := flags.String("external", "refuse", "descriptors leading outside a tree (sockets, terminals, pipes to other processes): refuse, or replace with /dev/null at restore")
 	grace := flags.Duration("grace", time.Second, "how long a snapshot is kept after its last use, so that one tool's stat, open and read of pids, tree and image see the same checkpoint; its tree stays frozen that long, unless its image was read through and closed")
-	if err := flags.Parse(args); err != nil {
+	if err := parse(flags, args); err != nil {
 		return err
 	}
 	mode, err := checkpoint.ParseMode(*modeName)

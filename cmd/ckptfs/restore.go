@@ -8,15 +8,14 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/restart"
 )
 
 func runRestore(args []string) error {
-	flags := pflag.NewFlagSet("restore", pflag.ContinueOnError)
-	if err := flags.Parse(args); err != nil {
+	flags := newFlags("restore")
+	if err := parse(flags, args); err != nil {
 		return err
 	}
 	if flags.NArg() != 1 {
