@@ -17,8 +17,10 @@ import (
 // files and memfds (their contents go in the image), character devices
 // such as /dev/null, pipe ends, named pipes and unix sockets (by inode;
 // fileTables decides which are the tree's), eventfds and epoll instances.
-// What leads outside the tree — other sockets and terminals — is refused,
-// or with replace recorded to be replaced by /dev/null at restore; what
+// What leads outside the tree — other sockets and terminals — is recorded
+// as such (image.FileReplaced: what it was, its flags, and whether a
+// terminal had the process's group in its foreground), or refused if
+// replace is false; what
 // ckptfs cannot bring back faithfully (io_uring, inotify, signalfd,
 // timerfd ...) is refused: an image that restores wrongly is worse than
 // none.
@@ -28,6 +30,7 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 		return nil, err
 	}
 	var fds []image.FD
+	var tty *procfs.Stat // the process's terminal and groups, read once if needed
 	for _, n := range nums {
 		target, err := procfs.FDTarget(pid, n)
 		if err != nil {
@@ -47,44 +50,66 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 		switch {
 		case err != nil:
 			return nil, err
-		case outside != "" && !replace:
-			return nil, fmt.Errorf("fd %d is %s (%s): %w", n, outside, target, ErrExternal)
-		case outside != "":
-			f = image.FD{Num: uint32(n), Kind: image.FileReplaced, Flags: info.Flags, Path: target}
+		case outside != 0 && !replace:
+			return nil, fmt.Errorf("fd %d is %s (%s): %w", n, externalNames[outside], target, ErrExternal)
+		case outside == image.ExternalTerminal:
+			if tty == nil {
+				if tty, err = procfs.ReadStat(pid); err != nil {
+					return nil, err
+				}
+			}
+			fg := uint64(0)
+			if tty.TTY != 0 && tty.TTY == f.Dev && tty.TPGid == tty.PGrp {
+				fg = image.ExternalForeground
+			}
+			f = image.FD{Num: uint32(n), Kind: image.FileReplaced, Flags: info.Flags, Path: target,
+				Extra: []uint64{image.ExternalTerminal, fg}}
+		case outside != 0:
+			f = image.FD{Num: uint32(n), Kind: image.FileReplaced, Flags: info.Flags, Path: target,
+				Extra: []uint64{outside}}
 		}
 		fds = append(fds, f)
 	}
 	return fds, nil
 }
 
+// externalNames say what a descriptor leading outside the tree is.
+var externalNames = map[uint64]string{
+	image.ExternalTerminal: "a terminal",
+	image.ExternalPipe:     "a pipe whose other end is outside the tree",
+	image.ExternalFifo:     "a named pipe whose other end is outside the tree",
+	image.ExternalSocket:   "a socket, not a unix one",
+}
+
 // describeFD says what descriptor n of process pid is, from its /proc
 // link target and fdinfo; for one that leads outside the tree by its very
-// kind (a terminal, a socket other than a unix one), it says what instead.
-func describeFD(pid, n int, target string, info *procfs.FDInfo, socks *unixSockets) (f image.FD, outside string, err error) {
+// kind (a terminal, a socket other than a unix one), it says which kind
+// (image.External*) instead; for a terminal, f.Dev is its device number.
+func describeFD(pid, n int, target string, info *procfs.FDInfo, socks *unixSockets) (f image.FD, outside uint64, err error) {
 	f = image.FD{Num: uint32(n), Flags: info.Flags, Path: target}
 	switch {
 	case strings.HasPrefix(target, "pipe:["):
 		f.Kind = image.FilePipe
 		f.Ino, err = linkInode(target, "pipe:[")
-		return f, "", err
+		return f, 0, err
 	case target == "anon_inode:[eventfd]" || target == "anon_inode:[eventpoll]":
-		return anonFD(n, target, info), "", nil
+		return anonFD(n, target, info), 0, nil
 	case strings.HasPrefix(target, "socket:["):
 		f.Kind = image.FileSocket
 		if f.Ino, err = linkInode(target, "socket:["); err != nil {
-			return f, "", err
+			return f, 0, err
 		}
 		s, err := socks.lookup(f.Ino)
 		if s == nil && err == nil {
-			return f, "a socket, not a unix one", nil
+			return f, image.ExternalSocket, nil
 		}
-		return f, "", err
+		return f, 0, err
 	case !strings.HasPrefix(target, "/"):
-		return f, "", fmt.Errorf("fd %d is %s: %w", n, target, ErrUnsupported)
+		return f, 0, fmt.Errorf("fd %d is %s: %w", n, target, ErrUnsupported)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(procfs.FDPath(pid, n), &st); err != nil {
-		return f, "", &os.PathError{Op: "stat", Path: procfs.FDPath(pid, n), Err: err}
+		return f, 0, &os.PathError{Op: "stat", Path: procfs.FDPath(pid, n), Err: err}
 	}
 	f.Kind, f.Pos, f.Dev, f.Ino = image.FileRegular, info.Pos, st.Dev, st.Ino
 	deleted := strings.HasSuffix(target, " (deleted)")
@@ -97,19 +122,27 @@ func describeFD(pid, n int, target string, info *procfs.FDInfo, socks *unixSocke
 	case unix.S_IFIFO:
 		f.Kind = image.FileFifo // fileTables decides whether it is the tree's
 	case unix.S_IFCHR:
-		if strings.HasPrefix(target, "/dev/pts") || strings.HasPrefix(target, "/dev/tty") ||
-			strings.HasPrefix(target, "/dev/console") {
-			return f, "a terminal", nil
+		if isTerminal(st.Rdev) {
+			f.Dev = st.Rdev
+			return f, image.ExternalTerminal, nil
 		}
 		f.Kind = image.FileDevice
 	default:
-		return f, "", fmt.Errorf("fd %d is %s, of file type %#o: %w", n, target, st.Mode&unix.S_IFMT, ErrUnsupported)
+		return f, 0, fmt.Errorf("fd %d is %s, of file type %#o: %w", n, target, st.Mode&unix.S_IFMT, ErrUnsupported)
 	}
 	if deleted && f.Kind != image.FileDeleted {
 		// Unlinked here but linked elsewhere, or not a regular file.
-		return f, "", fmt.Errorf("fd %d is %s, deleted but not a regular file without links: %w", n, target, ErrUnsupported)
+		return f, 0, fmt.Errorf("fd %d is %s, deleted but not a regular file without links: %w", n, target, ErrUnsupported)
 	}
-	return f, "", nil
+	return f, 0, nil
+}
+
+// isTerminal reports whether a character device is a terminal: a pty's
+// side (Unix98 majors 136-143), a virtual console or serial line (major
+// 4), /dev/tty or /dev/console (major 5, minors 0 and 1).
+func isTerminal(rdev uint64) bool {
+	major, minor := unix.Major(rdev), unix.Minor(rdev)
+	return major >= 136 && major <= 143 || major == 4 || major == 5 && minor <= 1
 }
 
 // linkInode reads the inode number of a /proc fd link such as

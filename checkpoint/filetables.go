@@ -215,20 +215,21 @@ func (c *fileCensus) leadingOutside() error {
 		fds := c.tables[tgid]
 		for i, f := range fds {
 			var what string
+			var kind uint64
 			switch {
 			case f.Kind == image.FilePipe && !c.pipes.byIno[f.Ino].bothEnds():
-				what = "a pipe (" + f.Path + ") whose other end is outside the tree"
+				what, kind = "a pipe ("+f.Path+") whose other end is outside the tree", image.ExternalPipe
 			case f.Kind == image.FileFifo && !c.fifos.byIno[f.Ino].bothEnds():
-				what = "a named pipe (" + f.Path + ") whose other end is outside the tree"
+				what, kind = "a named pipe ("+f.Path+") whose other end is outside the tree", image.ExternalFifo
 			case f.Kind == image.FileSocket && c.outside[f.Ino] != "":
-				what = c.outside[f.Ino]
+				what, kind = c.outside[f.Ino], image.ExternalSocket
 			default:
 				continue
 			}
 			if !c.replace {
 				return taskErr(tgid, "read files", fmt.Errorf("fd %d is %s: %w", f.Num, what, ErrExternal))
 			}
-			fds[i] = image.FD{Num: f.Num, Kind: image.FileReplaced, Flags: f.Flags, Path: f.Path}
+			fds[i] = image.FD{Num: f.Num, Kind: image.FileReplaced, Flags: f.Flags, Path: f.Path, Extra: []uint64{kind}}
 		}
 	}
 	return nil

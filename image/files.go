@@ -1,5 +1,7 @@
 package image
 
+import "strings"
+
 // Per-task record types of the files subsystem.
 const (
 	RecFiles = 301 // a process's descriptor table
@@ -19,8 +21,12 @@ const (
 	FilePipe    = 3 // an end of a pipe of the tree, named by Ino (a PIPE record's)
 	FileEventfd = 4 // an eventfd; Extra is its count and semaphore flag
 	FileEpoll   = 5 // an epoll instance; Extra is (fd, events, data) per watch
-	// FileReplaced led outside the tree (a socket, a terminal, a pipe to
-	// another process); the user asked for /dev/null in its place.
+	// FileReplaced led outside the tree (a terminal, a pipe or socket to
+	// another process): Path is what it was (/dev/pts/0, pipe:[1234]),
+	// Extra says what kind of object (External*) and, for a terminal,
+	// whether the process's group was its foreground group. Restart puts
+	// /dev/null in its place, or the restorer's terminal for a terminal
+	// (a shell job). Images before Extra was kept leave it empty.
 	FileReplaced = 6
 	// FileSocket is an end of a unix socket pair of the tree, named by Ino
 	// (a SOCKET record's).
@@ -32,6 +38,42 @@ const (
 	// device and inode, its bytes in the PIPE record of the same Ino.
 	FileFifo = 9
 )
+
+// What a FileReplaced descriptor led to: Extra[0].
+const (
+	ExternalTerminal = 1
+	ExternalPipe     = 2
+	ExternalFifo     = 3
+	ExternalSocket   = 4
+	// Extra[1] of an ExternalTerminal: 1 when it was the controlling
+	// terminal of the process and the process's group its foreground group.
+	ExternalForeground = 1
+)
+
+// ExternalKind says what a FileReplaced descriptor led to, from Extra or,
+// in an image that did not record it, from its path.
+func (f *FD) ExternalKind() uint64 {
+	if len(f.Extra) > 0 {
+		return f.Extra[0]
+	}
+	switch {
+	case strings.HasPrefix(f.Path, "/dev/pts/") || strings.HasPrefix(f.Path, "/dev/tty") || f.Path == "/dev/console":
+		return ExternalTerminal
+	case strings.HasPrefix(f.Path, "pipe:["):
+		return ExternalPipe
+	case strings.HasPrefix(f.Path, "socket:["):
+		return ExternalSocket
+	case strings.HasPrefix(f.Path, "/"):
+		return ExternalFifo
+	}
+	return 0
+}
+
+// Foreground reports whether a FileReplaced terminal was the process's
+// controlling terminal with the process's group in the foreground.
+func (f *FD) Foreground() bool {
+	return len(f.Extra) > 1 && f.Extra[0] == ExternalTerminal && f.Extra[1] == ExternalForeground
+}
 
 // MaxExtra caps the kind-specific words of one descriptor.
 const MaxExtra = 3 << 16
@@ -97,12 +139,17 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 		case d.err != nil:
 		case f.Kind < FileRegular || f.Kind > FileFifo:
 			d.failAt(off, ErrInvalid, "fd %d: unknown kind %d", f.Num, f.Kind)
-		case f.Kind == FileEventfd && len(f.Extra) != 2, f.Kind == FileEpoll && len(f.Extra)%3 != 0:
+		case f.Kind == FileEventfd && len(f.Extra) != 2, f.Kind == FileEpoll && len(f.Extra)%3 != 0,
+			f.Kind == FileReplaced && len(f.Extra) > 2:
 			d.failAt(off, ErrInvalid, "fd %d: %d words of state do not fit its kind", f.Num, len(f.Extra))
 		case f.Num >= MaxFDs:
 			d.failAt(off, ErrInvalid, "fd %d is beyond the limit %d", f.Num, MaxFDs)
 		case seen[f.Num]:
 			d.failAt(off, ErrDuplicate, "fd %d given twice", f.Num)
+		case f.Kind == FileReplaced && len(f.Extra) > 0 && (f.Extra[0] < ExternalTerminal || f.Extra[0] > ExternalSocket):
+			d.failAt(off, ErrInvalid, "fd %d: led outside the tree to an object of unknown kind %d", f.Num, f.Extra[0])
+		case f.Kind == FileReplaced && len(f.Extra) > 1 && (f.Extra[0] != ExternalTerminal || f.Extra[1] > ExternalForeground):
+			d.failAt(off, ErrInvalid, "fd %d: foreground flag %d on an object of kind %d", f.Num, f.Extra[1], f.Extra[0])
 		case (f.Kind == FileRegular || f.Kind == FileDevice || f.Kind == FileFifo) && (len(f.Path) == 0 || f.Path[0] != '/'):
 			d.failAt(off, ErrInvalid, "fd %d: path %q is not absolute", f.Num, f.Path)
 		}

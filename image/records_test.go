@@ -52,6 +52,8 @@ func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
 	fds := []FD{
 		{Num: 0, Kind: FileDevice, Flags: 0, Path: "/dev/null", Dev: 5, Ino: 4},
 		{Num: 7, Kind: FileRegular, Flags: 0o2000001, Pos: 4096, Dev: 0xfe00, Ino: 1234, Path: "/var/log/x.log"},
+		{Num: 1, Kind: FileReplaced, Flags: 2, Path: "/dev/pts/3", Extra: []uint64{ExternalTerminal, ExternalForeground}},
+		{Num: 2, Kind: FileReplaced, Flags: 1, Path: "pipe:[77]", Extra: []uint64{ExternalPipe}},
 	}
 	got, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, fds))
 	if err != nil || !reflect.DeepEqual(got, fds) {
@@ -65,6 +67,9 @@ func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
 		{"relative path", []FD{{Num: 1, Kind: FileRegular, Path: "x"}}, ErrInvalid},
 		{"unknown kind", []FD{{Num: 1, Kind: 99, Path: "/x"}}, ErrInvalid},
 		{"fd twice", []FD{{Num: 3, Kind: FileDevice, Path: "/dev/null"}, {Num: 3, Kind: FileDevice, Path: "/dev/zero"}}, ErrDuplicate},
+		{"external of no kind", []FD{{Num: 1, Kind: FileReplaced, Path: "pipe:[1]", Extra: []uint64{9}}}, ErrInvalid},
+		{"foreground pipe", []FD{{Num: 1, Kind: FileReplaced, Path: "pipe:[1]", Extra: []uint64{ExternalPipe, 1}}}, ErrInvalid},
+		{"external with three words", []FD{{Num: 1, Kind: FileReplaced, Path: "/dev/pts/1", Extra: []uint64{ExternalTerminal, 1, 1}}}, ErrInvalid},
 	} {
 		if _, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, c.fds)); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
@@ -136,5 +141,26 @@ func TestSigPendingRecord(t *testing.T) {
 	le.PutUint32(p.Info[:], 99)
 	if _, err := decodeSigPending(recHeader{typ: RecSigPending}, appendSigPending(nil, []PendingSignal{p})); !errors.Is(err, ErrInvalid) {
 		t.Errorf("signal 99: %v, want ErrInvalid", err)
+	}
+}
+
+// ExternalKind reads what a replaced descriptor led to from Extra, or from
+// its path in an image that did not record it.
+func TestExternalKind(t *testing.T) {
+	for _, c := range []struct {
+		fd   FD
+		want uint64
+		fg   bool
+	}{
+		{FD{Path: "/dev/pts/0", Extra: []uint64{ExternalTerminal, ExternalForeground}}, ExternalTerminal, true},
+		{FD{Path: "/dev/pts/0"}, ExternalTerminal, false},
+		{FD{Path: "/dev/tty1"}, ExternalTerminal, false},
+		{FD{Path: "pipe:[5]"}, ExternalPipe, false},
+		{FD{Path: "socket:[5]"}, ExternalSocket, false},
+		{FD{Path: "/run/fifo"}, ExternalFifo, false},
+	} {
+		if k, fg := c.fd.ExternalKind(), c.fd.Foreground(); k != c.want || fg != c.fg {
+			t.Errorf("%+v: kind %d foreground %v, want %d %v", c.fd, k, fg, c.want, c.fg)
+		}
 	}
 }

@@ -23,7 +23,12 @@ const reopenFlags = unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 // another would lose data, and the restoring user must be allowed to open
 // it. A pipe end is opened through /proc from the pipe the restorer made
 // for it; a socket end is sent to the task (see setSockets).
-func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, socks *socketSet, files *fileDataSet) error {
+//
+// A descriptor that led outside the tree (image.FileReplaced) comes back as
+// /dev/null, or, for a terminal when the restore is a shell job
+// (Options.Terminal), as the restorer's terminal: terminal is the path the
+// task opens it by, "" for none.
+func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, socks *socketSet, files *fileDataSet, terminal string) error {
 	// Epoll instances last: their watches name the other descriptors.
 	var epolls, sockets []image.FD
 	var above uint32 // a number above every descriptor of the image
@@ -56,11 +61,19 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, soc
 			}
 			continue
 		}
-		if f.Kind == image.FileReplaced {
-			// Led outside the tree: /dev/null in its place, as asked.
+		var err error
+		switch {
+		case f.Kind == image.FileReplaced && terminal != "" && f.ExternalKind() == image.ExternalTerminal:
+			// The restorer's own terminal, open already: no gate to pass.
+			f.Path = terminal
+			if err := p.setFile(f, rsp); err != nil {
+				return fmt.Errorf("fd %d (the restorer's terminal): %w", f.Num, err)
+			}
+			continue
+		case f.Kind == image.FileReplaced:
+			// Led outside the tree: /dev/null in its place.
 			f.Kind, f.Path = image.FileDevice, "/dev/null"
 		}
-		var err error
 		switch f.Kind {
 		case image.FileRegular:
 			f.Path, err = g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino)
@@ -161,7 +174,9 @@ func (p *proc) setFile(f image.FD, rsp uint64) error {
 	var fd uint64
 	err := p.withStackArg(rsp, append([]byte(f.Path), 0), func(addr uint64) (err error) {
 		atFDCWD := int64(unix.AT_FDCWD)
-		fd, err = p.syscall(unix.SYS_OPENAT, uint64(atFDCWD), addr, uint64(f.Flags&^reopenFlags), 0)
+		// O_NOCTTY: a controlling terminal comes with a session, never
+		// from reopening a file.
+		fd, err = p.syscall(unix.SYS_OPENAT, uint64(atFDCWD), addr, uint64(f.Flags&^reopenFlags|unix.O_NOCTTY), 0)
 		return err
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -13,6 +14,7 @@ import (
 	"github.com/ckptfs/ckptfs/image"
 	"github.com/ckptfs/ckptfs/internal/cleanup"
 	"github.com/ckptfs/ckptfs/internal/fault"
+	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/internal/ptrace"
 	"github.com/ckptfs/ckptfs/internal/seed"
 	"github.com/ckptfs/ckptfs/internal/sys"
@@ -24,6 +26,14 @@ type Result struct {
 	Root  int       // the restored root's pid, in the restorer's namespace
 	Seed  int       // the seed: the root's parent, reaper of the tree
 	Tasks []TaskPid // every task of the image, in TREE order
+	// Foreground: a shell job's terminal (Options.Terminal), nil otherwise.
+	Foreground *Foreground `json:",omitempty"`
+}
+
+// Result.Foreground says what became of a shell job's terminal.
+type Foreground struct {
+	PGid  int    `json:",omitempty"` // the process group now in the foreground
+	Error string `json:",omitempty"` // why none could be made so
 }
 
 // TaskPid maps a task of the image to the task that now runs it.
@@ -44,6 +54,12 @@ type Options struct {
 	// As, when set, is an unprivileged caller: the files the image names
 	// are found and made with its rights, not the restorer's (see gate).
 	As *Identity
+	// Terminal, when set, makes the restore a shell job: every descriptor
+	// of the image that led to a terminal becomes this one (else
+	// /dev/null), and the process group that had its terminal in the
+	// foreground at the checkpoint gets it (tcsetpgrp), which needs the
+	// terminal to be the restorer's session's own.
+	Terminal *os.File
 }
 
 // Restore reads an image from r and restarts its tree. It returns once
@@ -81,6 +97,9 @@ func Restore(ctx context.Context, r io.Reader, opt Options) (*Result, error) {
 	}
 	defer g.close()
 	rs := &restorer{ctx: ctx, plan: pl, hdr: hdr, ir: ir, pages: newPageFiller(), opt: opt, gate: g}
+	if opt.Terminal != nil {
+		rs.terminal = procfs.FDPath(os.Getpid(), int(opt.Terminal.Fd()))
+	}
 	rs.sockets.capped = opt.As != nil
 	defer rs.pages.close()
 	defer rs.pipes.close()
@@ -133,6 +152,10 @@ type restorer struct {
 	files     fileDataSet // the image's deleted files and memfds, until the tasks have opened them
 	gate      *gate       // finds what the image names by path
 	shmem     shmemSet    // the image's shared anonymous memory, until mapped
+	// terminal is how tasks open Options.Terminal; foreground a process
+	// whose group had its terminal in the foreground (0 for none).
+	terminal   string
+	foreground int
 }
 
 // Tearing down a failed restore.
@@ -207,7 +230,17 @@ func (rs *restorer) run() (*Result, error) {
 	if err := rs.tasks(); err != nil {
 		return nil, fmt.Errorf("restart: %w", err)
 	}
-	return rs.release()
+	var fg *Foreground
+	if rs.opt.Terminal != nil {
+		// Before the tasks run: one that reads its terminal in the
+		// background would be stopped (SIGTTIN).
+		fg = rs.giveTerminal()
+	}
+	res, err := rs.release()
+	if res != nil {
+		res.Foreground = fg
+	}
+	return res, err
 }
 
 // cancelled says why the restore must stop, if its context is done.
@@ -343,6 +376,26 @@ func (rs *restorer) release() (*Result, error) {
 	}
 	res.Root = rs.ex.procs[rs.plan.Root].tid
 	return res, nil
+}
+
+// giveTerminal makes the group of the process that had its terminal in the
+// foreground the foreground group of the restorer's terminal. The
+// restorer may be in the background itself: SIGTTOU, which tcsetpgrp
+// would then raise, is ignored for the call.
+func (rs *restorer) giveTerminal() *Foreground {
+	if rs.foreground == 0 {
+		return &Foreground{Error: "no process of the image had its terminal in the foreground"}
+	}
+	pgid, err := unix.Getpgid(rs.foreground)
+	if err != nil {
+		return &Foreground{Error: fmt.Sprintf("process group of pid %d: %v", rs.foreground, err)}
+	}
+	signal.Ignore(unix.SIGTTOU)
+	defer signal.Reset(unix.SIGTTOU)
+	if err := unix.IoctlSetPointerInt(int(rs.opt.Terminal.Fd()), unix.TIOCSPGRP, pgid); err != nil {
+		return &Foreground{Error: fmt.Sprintf("make group %d the terminal's foreground group: %v (the restored session is not the terminal's)", pgid, err)}
+	}
+	return &Foreground{PGid: pgid}
 }
 
 // releaseSeed lets the seed go on from where it stopped itself, into

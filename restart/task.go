@@ -178,8 +178,13 @@ func (rs *restorer) apply(p *proc, ts *image.TaskState, t *taskRecords, refresh 
 	// process is put back once (see putsBack).
 	puts := rs.putsBack(ts.Pid)
 	if puts&image.TaskSharesFiles != 0 {
-		if err := p.setFiles(t.files, rsp, rs.gate, &rs.pipes, &rs.sockets, &rs.files); err != nil {
+		if err := p.setFiles(t.files, rsp, rs.gate, &rs.pipes, &rs.sockets, &rs.files, rs.terminal); err != nil {
 			return err
+		}
+		for _, f := range t.files {
+			if f.Kind == image.FileReplaced && f.Foreground() && rs.foreground == 0 {
+				rs.foreground = p.tid
+			}
 		}
 	}
 	if t.process != nil {

@@ -692,9 +692,10 @@ func credLines(t *testing.T, pid int) string {
 }
 
 // TestExternalDescriptors: a process writing into a pipe to a process
-// outside its tree cannot be checkpointed faithfully: the read fails with
-// a clear error; a mount started with --external=replace records it, and
-// the restored process finds /dev/null at that descriptor.
+// outside its tree cannot be checkpointed faithfully: with
+// --external=refuse the read fails with a clear error; by default the
+// mount records it, and the restored process finds /dev/null at that
+// descriptor.
 func TestExternalDescriptors(t *testing.T) {
 	requireEnv(t)
 	start := func() (*exec.Cmd, io.ReadCloser) {
@@ -712,14 +713,14 @@ func TestExternalDescriptors(t *testing.T) {
 		return cmd, out
 	}
 
-	m := testMount(t)
+	m := testMount(t, "--external=refuse")
 	cmd, _ := start()
 	r := run(t, cmdTimeout, nil, "cat", m.path(cmd.Process.Pid, "image"))
 	if r.code == 0 || !strings.Contains(string(r.stderr), "not supported") {
 		t.Errorf("cat of a tree with a pipe leading out: %s, want Operation not supported", r)
 	}
 
-	m = testMount(t, "--external=replace")
+	m = testMount(t)
 	cmd, _ = start()
 	pid := cmd.Process.Pid
 	img := filepath.Join(t.TempDir(), "img")

@@ -69,14 +69,14 @@ func TestTracedTaskRefused(t *testing.T) {
 }
 
 // TestInetSocketsLeadOut: an inet socket leads outside the tree (anyone may
-// connect to a listener, or send to a bound datagram socket): refused as
-// external, and with --external=replace recorded to be replaced by
-// /dev/null at restore, through the mount and on the command line alike.
+// connect to a listener, or send to a bound datagram socket): recorded, by
+// default, to be replaced by /dev/null at restore, and refused as external
+// with --external=refuse, through the mount and on the command line alike.
 func TestInetSocketsLeadOut(t *testing.T) {
 	requireEnv(t)
 	bin := buildWorkload(t, "objects")
-	m, logs := testMountLogged(t)
-	replacing := testMount(t, "--external=replace")
+	m, logs := testMountLogged(t, "--external=refuse")
+	replacing := testMount(t)
 	for _, kind := range []string{"tcp", "udp"} {
 		t.Run(kind, func(t *testing.T) {
 			w := startObjects(t, bin, kind)
@@ -89,14 +89,14 @@ func TestInetSocketsLeadOut(t *testing.T) {
 			checkRefused(t, m, logs, w.root, unix.EOPNOTSUPP, fmt.Sprintf("pid %d: ", w.root), object, "leads outside the tree")
 
 			img := filepath.Join(t.TempDir(), "img")
-			if r := ckptfs(t, "checkpoint", "--external=replace", strconv.Itoa(w.root), "-o", img); r.code != 0 {
-				t.Fatalf("checkpoint --external=replace: %s", r)
+			if r := ckptfs(t, "checkpoint", strconv.Itoa(w.root), "-o", img); r.code != 0 {
+				t.Fatalf("checkpoint (external descriptors replaced by default): %s", r)
 			}
 			checkReplaced(t, img, fd, target)
-			assertRunning(t, "after checkpoint --external=replace", subtree(w.root))
+			assertRunning(t, "after checkpoint", subtree(w.root))
 
 			if r := run(t, cmdTimeout, nil, "cp", replacing.path(w.root, "image"), img); r.code != 0 {
-				t.Fatalf("read through a mount with --external=replace: %s", r)
+				t.Fatalf("read through a mount with its default --external=replace: %s", r)
 			}
 			checkReplaced(t, img, fd, target)
 			assertRunning(t, "after a read through the replacing mount", subtree(w.root))
@@ -130,7 +130,7 @@ func checkRefused(t *testing.T, m *mount, logs *logTap, root int, errno unix.Err
 	}
 
 	img := filepath.Join(t.TempDir(), "img")
-	r := ckptfs(t, "checkpoint", strconv.Itoa(root), "-o", img)
+	r := ckptfs(t, "checkpoint", "--external=refuse", strconv.Itoa(root), "-o", img)
 	if r.code == 0 || !containsAll(string(r.stderr), want) {
 		t.Errorf("%s\nwant a failure whose message holds %q", r, want)
 	}
@@ -170,9 +170,9 @@ func checkReplaced(t *testing.T, img string, fd int, target string) {
 		}
 		for _, d := range fds {
 			if int(d.Num) == fd {
-				if d.Kind != image.FileReplaced || d.Path != target {
-					t.Errorf("%s: fd %d is recorded as kind %d, path %q; want replaced (%d), %q",
-						img, fd, d.Kind, d.Path, image.FileReplaced, target)
+				if d.Kind != image.FileReplaced || d.Path != target || d.ExternalKind() != image.ExternalSocket {
+					t.Errorf("%s: fd %d is recorded as kind %d, path %q, external %v; want replaced (%d), %q, a socket",
+						img, fd, d.Kind, d.Path, d.Extra, image.FileReplaced, target)
 				}
 				return
 			}

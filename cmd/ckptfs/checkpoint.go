@@ -17,7 +17,7 @@ func runCheckpoint(args []string) error {
 	flags := newFlags("checkpoint")
 	out := flags.StringP("output", "o", "-", "write the image to FILE (- for standard output)")
 	modeName := flags.String("mode", "auto", "how the tree is recorded: auto, container or subtree")
-	external := flags.String("external", "refuse", "descriptors leading outside the tree: refuse, or replace with /dev/null at restore")
+	external := flags.String("external", "replace", externalHelp)
 	stats := flags.Bool("stats", false, "print how long the tree was frozen and how large the image is, on standard error")
 	if err := parse(flags, args); err != nil {
 		return err

@@ -20,7 +20,7 @@ func runMount(args []string) error {
 	allowOther := flags.Bool("allow-other", false, "let other users use the mount (each request is checked with the caller's credentials)")
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	modeName := flags.String("mode", "auto", "how trees are recorded: auto, container or subtree")
-	external := flags.String("external", "refuse", "descriptors leading outside a tree (sockets, terminals, pipes to other processes): refuse, or replace with /dev/null at restore")
+	external := flags.String("external", "replace", externalHelp)
 	grace := flags.Duration("grace", time.Second, "how long a snapshot is kept after its last use, so that one tool's stat, open and read of pids, tree and image see the same checkpoint; its tree stays frozen that long, unless its image was read through and closed")
 	if err := parse(flags, args); err != nil {
 		return err
@@ -85,6 +85,10 @@ func prepareMountpoint(dir string) error {
 	}
 	return err
 }
+
+// externalHelp describes --external.
+const externalHelp = "descriptors leading outside a tree (terminals, pipes and sockets to other processes): " +
+	"replace (recorded, and replaced at restore by /dev/null, or for a shell job by the restorer's terminal) or refuse"
 
 // parseExternal reads --external.
 func parseExternal(s string) (replace bool, err error) {

@@ -13,6 +13,9 @@ type Stat struct {
 	Comm       string
 	State      byte   // field 3
 	PPid       int    // field 4
+	PGrp       int    // field 5: the process group
+	TTY        uint64 // field 7: the controlling terminal's device number, 0 for none
+	TPGid      int    // field 8: the foreground process group of that terminal, -1 for none
 	Flags      uint32 // field 9: the kernel's PF_* task flags
 	Nice       int32  // field 19
 	StartTime  uint64 // field 22, clock ticks after boot: with the pid, a process's identity
@@ -89,6 +92,9 @@ func parseStat(data []byte) (*Stat, error) {
 		return n
 	}
 	s.PPid = int(signed(4, "ppid"))
+	s.PGrp = int(signed(5, "pgrp"))
+	s.TTY = uint64(uint32(signed(7, "tty_nr")))
+	s.TPGid = int(signed(8, "tpgid"))
 	s.Flags = uint32(num(9, "flags", 32))
 	s.Nice = int32(signed(19, "nice"))
 	s.StartTime = num(22, "starttime", 64)
