@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -139,22 +141,31 @@ func (sh *ptyShell) expect(want string, timeout time.Duration) string {
 	}
 }
 
-// run types a command line, waits for it to finish (a marker the shell
-// prints after it, with its exit status) and returns what the terminal
-// showed and the status.
+// run types a command line, waits for it to finish and returns what the
+// terminal showed meanwhile and its exit status: a second line prints a
+// marker with the status, spelled so that the echo of what was typed
+// (which the terminal may show twice: as typed ahead, and as the shell
+// reads it) never reads as the marker itself.
 func (sh *ptyShell) run(line string, timeout time.Duration) (string, int) {
 	sh.t.Helper()
 	sh.marker++
-	done := fmt.Sprintf("__done_%d__", sh.marker)
-	sh.typeLine(line + "; echo " + done + "$?=")
-	// The echo of the typed line holds the marker too, followed by "$?=":
-	// the shell's own output has the status in its place.
-	sh.expect(done+"$?=", timeout)
-	out := strings.TrimSuffix(sh.expect(done, timeout), done)
-	status := strings.TrimSuffix(sh.expect("=", timeout), "=")
-	var code int
-	if _, err := fmt.Sscan(status, &code); err != nil {
-		sh.t.Fatalf("%s: no exit status in %q", line, status)
+	sh.typeLine(line) // on a line of its own: line may end in a comment
+	sh.typeLine(fmt.Sprintf(`echo "__done_%d_""_$?="`, sh.marker))
+	done := regexp.MustCompile(fmt.Sprintf(`__done_%d__(\d+)=`, sh.marker))
+	deadline := time.Now().Add(timeout)
+	for {
+		sh.mu.Lock()
+		rest := sh.out.String()[sh.seen:]
+		if m := done.FindStringSubmatchIndex(rest); m != nil {
+			sh.seen += m[1]
+			sh.mu.Unlock()
+			code, _ := strconv.Atoi(rest[m[2]:m[3]])
+			return rest[:m[0]], code
+		}
+		sh.mu.Unlock()
+		if time.Now().After(deadline) {
+			sh.t.Fatalf("%q did not finish within %v; the terminal showed:\n%s", line, timeout, rest)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return out, code
 }

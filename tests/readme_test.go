@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,9 +40,19 @@ func TestReadmeUsage(t *testing.T) {
 			if p := regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(got); p != nil {
 				pid, _ = strconv.Atoi(p[1])
 			}
+			// What the README promises: a process of a terminal.
+			if in, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", pid)); err != nil || in != sh.slave {
+				t.Fatalf("the README's process has %q (%v) as standard input, want the terminal %s", in, err, sh.slave)
+			}
 		}
-		if strings.HasPrefix(line, "cat "+m.dir+"/restore/") && !strings.Contains(out, `"state": "running"`) {
-			t.Errorf("%q shows %q, want a running restore", line, out)
+		if strings.HasPrefix(line, "cat "+m.dir+"/restore/") {
+			if !strings.Contains(out, `"state": "running"`) {
+				t.Errorf("%q shows %q, want a running restore", line, out)
+			}
+			// Its terminal is gone with the restore through the mount.
+			if in, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", pid)); err != nil || in != "/dev/null" {
+				t.Errorf("the restored process has %q (%v) as standard input, want /dev/null", in, err)
+			}
 		}
 	}
 	if pid == 0 {

@@ -144,6 +144,16 @@ func checkRefused(t *testing.T, m *mount, logs *logTap, root int, errno unix.Err
 // descriptor fd, which was target, as replaced.
 func checkReplaced(t *testing.T, img string, fd int, target string) {
 	t.Helper()
+	d := fdRecord(t, img, fd)
+	if d.Kind != image.FileReplaced || d.Path != target || d.ExternalKind() != image.ExternalSocket {
+		t.Errorf("%s: fd %d is recorded as kind %d, path %q, external %v; want replaced (%d), %q, a socket",
+			img, fd, d.Kind, d.Path, d.Extra, image.FileReplaced, target)
+	}
+}
+
+// fdRecord returns descriptor fd of the root task of image img.
+func fdRecord(t *testing.T, img string, fd int) image.FD {
+	t.Helper()
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +180,7 @@ func checkReplaced(t *testing.T, img string, fd int, target string) {
 		}
 		for _, d := range fds {
 			if int(d.Num) == fd {
-				if d.Kind != image.FileReplaced || d.Path != target || d.ExternalKind() != image.ExternalSocket {
-					t.Errorf("%s: fd %d is recorded as kind %d, path %q, external %v; want replaced (%d), %q, a socket",
-						img, fd, d.Kind, d.Path, d.Extra, image.FileReplaced, target)
-				}
-				return
+				return d
 			}
 		}
 		t.Fatalf("%s: the root's FILES record has no fd %d: %+v", img, fd, fds)
