@@ -41,6 +41,9 @@ func requireEnv(t testing.TB) {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(receiverEnv); spec != "" {
+		os.Exit(receive(spec)) // the test binary, run as a migration's receiver
+	}
 	code := func() int {
 		setup()
 		if env.workDir != "" {
