@@ -21,12 +21,29 @@ type Section struct {
 
 // Result describes a written image.
 type Result struct {
-	Mode   image.Mode
-	Tasks  int
-	Pids   Section // the PIDS section
-	Tree   Section // the TREE section
-	Size   int64   // the whole image
+	Mode image.Mode
+	// Tasks counts every task of the tree (each thread of each process,
+	// zombies included); Processes the thread groups among them, and
+	// Threads the tasks that are not the leader of their group, so that
+	// Tasks = Processes + Threads.
+	Tasks     int
+	Processes int
+	Threads   int
+	Pids      Section // the PIDS section
+	Tree      Section // the TREE section
+	Size      int64   // the whole image
+	// PageBytes is the page contents the image carries (the payload of
+	// its PAGES records, less their addresses), Pages that in pages of
+	// the header's page size.
+	Pages     int64
+	PageBytes int64
+	// Frozen is how long the tree was stopped: for Write, until its image
+	// was written; for Lay, until it was laid out (it stays stopped
+	// after that, see Layout).
 	Frozen time.Duration
+	// Capture is how long the checkpoint took from its start (the freeze
+	// begins) until the image was written (Write) or laid out (Lay).
+	Capture time.Duration
 	// Members lists the tasks of the tree and the credentials they had, so
 	// that access to the image can be checked again for a later reader.
 	Members []Member
@@ -47,13 +64,15 @@ type TaskID struct {
 // to w. The tree stays frozen while its state is written, then runs on. A
 // ctx done before the end fails the checkpoint, and the tree runs on.
 func Write(ctx context.Context, w io.Writer, root int, opt Options) (*Result, error) {
+	start := time.Now()
 	f, err := freeze(ctx, root, &opt)
 	if err != nil {
 		return nil, err
 	}
-	res, err := write(ctx, w, f, &opt)
+	res, err := write(ctx, &countingWriter{w: w}, f, &opt)
 	if res != nil {
 		res.Frozen = f.frozenFor()
+		res.Capture = time.Since(start)
 	}
 	f.thaw()
 	if err != nil {
@@ -85,6 +104,11 @@ func write(ctx context.Context, w io.Writer, f *frozen, opt *Options) (*Result, 
 	res := &Result{Mode: mode, Tasks: len(infos), Members: make([]Member, len(infos))}
 	for i, t := range infos {
 		res.Members[i] = Member{TaskID{t.tgid, t.tid}, ptraceCredsOf(t.tgid, t.status)}
+		if t.tid == t.tgid {
+			res.Processes++
+		} else {
+			res.Threads++
+		}
 	}
 
 	iw := image.NewWriter(w)
@@ -136,8 +160,34 @@ func write(ctx context.Context, w io.Writer, f *frozen, opt *Options) (*Result, 
 		return nil, err
 	}
 	res.Size = iw.Offset()
+	if c, ok := w.(pageCounting); ok {
+		res.PageBytes = c.pageBytes()
+		res.Pages = res.PageBytes / int64(hdr.PageSize)
+	}
 	return res, nil
 }
+
+// pageCounting is a sink that counts the page contents of the image
+// written to it (see pageCounter): Write's countingWriter, or Lay's
+// layoutBuilder.
+type pageCounting interface {
+	pageBytes() int64
+}
+
+// countingWriter is Write's sink: w, with the page contents of what goes
+// through it counted.
+type countingWriter struct {
+	w     io.Writer
+	pages pageCounter
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.pages.see(p[:n])
+	return n, err
+}
+
+func (c *countingWriter) pageBytes() int64 { return c.pages.bytes }
 
 // buildForest records the tree in the requested mode; auto tries container
 // mode when the root is the init of its namespace, and falls back to

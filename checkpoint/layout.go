@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -100,6 +102,7 @@ type segment struct {
 // capture is Write's own; only where page contents go differs. The
 // Result's Frozen is the time the first phase took.
 func Lay(ctx context.Context, root int, opt Options) (*Layout, error) {
+	start := time.Now()
 	f, err := freeze(ctx, root, &opt)
 	if err != nil {
 		return nil, err
@@ -114,6 +117,7 @@ func Lay(ctx context.Context, root int, opt Options) (*Layout, error) {
 		return nil, err
 	}
 	res.Frozen = f.frozenFor()
+	res.Capture = time.Since(start)
 	l := b.l
 	l.res, l.size = res, res.Size
 	l.failed = make(chan struct{})
@@ -428,10 +432,15 @@ func (l *Layout) tailRecord() ([]byte, error) {
 
 // layoutBuilder is the sink a Writer lays an image out into.
 type layoutBuilder struct {
-	l   *Layout
-	off int64 // bytes of the image laid out so far
-	pid int   // whose pages are deferred next
+	l     *Layout
+	off   int64 // bytes of the image laid out so far
+	pid   int   // whose pages are deferred next
+	pages pageCounter
 }
+
+var _ pageCounting = (*layoutBuilder)(nil)
+
+func (b *layoutBuilder) pageBytes() int64 { return b.pages.bytes }
 
 var _ pageDeferrer = (*layoutBuilder)(nil)
 
@@ -444,6 +453,7 @@ func (b *layoutBuilder) Write(p []byte) (int, error) {
 	}
 	l.lit = append(l.lit, p...)
 	b.off += int64(len(p))
+	b.pages.see(p)
 	return len(p), nil
 }
 
@@ -455,6 +465,7 @@ func (b *layoutBuilder) DeferPages(addr uint64, n int64) error {
 	}
 	b.l.segs = append(b.l.segs, segment{off: b.off, n: n, kind: segPages, pid: b.pid, addr: addr})
 	b.off += n
+	b.pages.skip(n)
 	return nil
 }
 
@@ -465,4 +476,48 @@ func (b *layoutBuilder) DeferTail(before int64) error {
 	b.l.tailOff = before
 	b.off += image.TailSize
 	return nil
+}
+
+// pageCounter counts the page contents of an image as its bytes go past,
+// in order: it follows the records by their headers (type and length,
+// docs/DESIGN.md §3) and adds up the payload of every PAGES record, less
+// the address that opens it. Payload that never goes past (pages a layout
+// defers) is skipped over. Counting from the stream keeps the count exact
+// whichever way a page reached the image: deferred, or read at once (the
+// pages of shared mappings).
+type pageCounter struct {
+	hdr   [image.HeaderSize]byte
+	have  int   // bytes of the current record's header seen so far
+	left  int64 // bytes of its payload still to come
+	bytes int64 // page contents counted
+}
+
+// see follows p, the next bytes of the image.
+func (c *pageCounter) see(p []byte) {
+	for len(p) > 0 {
+		if c.left > 0 {
+			n := min(int64(len(p)), c.left)
+			c.left -= n
+			p = p[n:]
+			continue
+		}
+		n := copy(c.hdr[c.have:], p)
+		c.have += n
+		p = p[n:]
+		if c.have < image.HeaderSize {
+			return
+		}
+		c.have = 0
+		typ := binary.LittleEndian.Uint32(c.hdr[0:])
+		c.left = int64(binary.LittleEndian.Uint32(c.hdr[4:])) - image.HeaderSize
+		if typ == image.RecPages && c.left > 8 {
+			c.bytes += c.left - 8
+		}
+		c.left = max(c.left, 0)
+	}
+}
+
+// skip passes over n bytes of payload that do not go past.
+func (c *pageCounter) skip(n int64) {
+	c.left = max(c.left-n, 0)
 }

@@ -56,7 +56,9 @@ const pollDying = 20 * time.Millisecond
 func untilCallerDies(ctx context.Context) (context.Context, func()) {
 	c, known := callerOf(ctx)
 	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	watched := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(watched)
 		tick := time.NewTicker(pollDying)
 		defer tick.Stop()
 		for {
@@ -72,7 +74,12 @@ func untilCallerDies(ctx context.Context) (context.Context, func()) {
 		}
 	})
 	return out, func() {
-		stop()
+		started := !stop()
 		cancel()
+		if started {
+			// The watch outlives no request: it ends at the cancel,
+			// having looked at the caller at most once more.
+			<-watched
+		}
 	}
 }

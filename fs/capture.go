@@ -3,6 +3,8 @@ package fs
 import (
 	"context"
 	"errors"
+	"syscall"
+	"time"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 )
@@ -36,6 +38,7 @@ func (s *snapshotter) start(access *checkpoint.Access) *capture {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &capture{done: make(chan struct{}), cancel: cancel, owner: access}
 	s.flight = c
+	s.rec.freezing(time.Now())
 	opt := checkpoint.Options{Mode: s.cfg.Mode, Allow: access.Allow, ReplaceExternal: s.cfg.ReplaceExternal}
 	go s.run(ctx, c, opt)
 	return c
@@ -45,6 +48,7 @@ func (s *snapshotter) start(access *checkpoint.Access) *capture {
 // a pin for each so that nothing retires it before they have it.
 func (s *snapshotter) run(ctx context.Context, c *capture, opt checkpoint.Options) {
 	lay, err := s.take(ctx, s.pid, opt)
+	laid := time.Now()
 	c.cancel()
 	var orphan layout
 	s.mu.Lock()
@@ -53,12 +57,18 @@ func (s *snapshotter) run(ctx context.Context, c *capture, opt checkpoint.Option
 	case err != nil:
 		c.err = err
 		if c.cancelled {
+			// Its readers got EINTR, whatever the capture made of
+			// being told to give up.
 			s.cfg.Logger.Printf("snapshot of %d abandoned: %v", s.pid, err)
+			s.rec.captureFailed(err, syscall.EINTR, laid)
+		} else {
+			s.rec.captureFailed(err, errno(err), laid)
 		}
 	case c.waiters == 0:
 		orphan, c.err = lay, errAbandoned
+		s.rec.captureFailed(errAbandoned, syscall.EINTR, laid)
 	default:
-		c.snap = s.install(lay, c.waiters)
+		c.snap = s.install(lay, laid, c.waiters)
 	}
 	c.finished = true
 	close(c.done)
@@ -109,7 +119,7 @@ func (s *snapshotter) await(ctx context.Context, c *capture, access *checkpoint.
 	snap := c.snap
 	snap.refs-- // the pin run kept for this request
 	if access != c.owner {
-		if err := check(access, snap); err != nil {
+		if err := check(access, snap.res); err != nil {
 			snap.dropIfUnused()
 			s.expireLater()
 			return nil, err, false

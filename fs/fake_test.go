@@ -51,6 +51,7 @@ type fakeLayout struct {
 	blocked  chan int64
 
 	mu       sync.Mutex
+	err      error // what Err says once failed is closed
 	complete bool
 	thawed   chan struct{} // closed by Thaw (and Close)
 	closed   chan struct{} // closed by Close
@@ -106,6 +107,14 @@ func (l *fakeLayout) Complete() bool {
 	return l.complete
 }
 
+// readThrough makes the layout complete, as a reader that read it through
+// in order does.
+func (l *fakeLayout) readThrough() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.complete = true
+}
+
 func (l *fakeLayout) Thaw() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -128,7 +137,21 @@ func (l *fakeLayout) Close() {
 }
 
 func (l *fakeLayout) Failed() <-chan struct{} { return l.failed }
-func (l *fakeLayout) Err() error              { return nil }
+func (l *fakeLayout) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// fail fails the layout as a vanished process does: Err says err, the tree
+// is let go, and Failed is closed.
+func (l *fakeLayout) fail(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
+	l.Thaw()
+	close(l.failed)
+}
 
 // fakeTake is a takeFunc whose every call is handed to the test on calls,
 // and returns what the test replies; a call whose ctx is done first

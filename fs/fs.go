@@ -1,17 +1,23 @@
 // Package fs adapts FUSE requests onto checkpoint and restart: it holds
 // no checkpoint logic of its own. The tree it serves (docs/DESIGN.md §1):
 //
-//	/            one directory per live process of the daemon's pid namespace
-//	  <pid>/     the subtree rooted at <pid>
-//	    pids     the PIDS section of a checkpoint of that subtree
-//	    tree     the TREE section
-//	    image    the whole image
-//	  restore/   write an image here to restart it
+//	/             one directory per live process of the daemon's pid namespace
+//	  <pid>/      the subtree rooted at <pid>; mtime: its latest snapshot, else the process's start
+//	    status    the state of its snapshot, as JSON (status.go): never freezes anything
+//	    pids      the PIDS section of a checkpoint of that subtree
+//	    tree      the TREE section
+//	    image     the whole image
+//	  restore/    write an image here to restart it (mode 01777, like /tmp)
+//	    <name>    its writer's: the state of the restore under that name, as JSON (restore_file.go)
 //
-// The three files of one directory come from one snapshot (snapshot.go), so
-// that pids and tree are byte for byte the sections of image and stat
-// reports the size a read returns. Errors become errnos here, at the edge,
-// and are logged with the pid and what failed.
+// The three section files of one directory come from one snapshot
+// (snapshot.go), so that pids and tree are byte for byte the sections of
+// image and stat reports the size a read returns. Errors become errnos
+// here, at the edge, and are logged with the pid and what failed; the
+// last capture's error is also kept for the directory's status
+// (record.go). restore/ keeps the outcomes of ended restores within a
+// bound (history.go). Permissions are checked by the nodes, not the kernel
+// (owner.go).
 package fs
 
 import (

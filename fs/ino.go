@@ -15,6 +15,7 @@ const (
 	kindPids
 	kindTree
 	kindImage
+	kindStatus
 )
 
 func pidIno(pid, kind int) uint64 { return uint64(pid)<<inoShift | uint64(kind) }

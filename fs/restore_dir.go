@@ -5,32 +5,59 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/checkpoint"
 )
 
-// restoreDir is restore/: an image written here is restarted when closed,
-// and stays listed with the outcome until removed.
+// restoreDir is restore/: an image written under a name here is restarted
+// as it arrives, and the name then tells that restore's outcome
+// (restore_file.go) until it is removed or forgotten (history.go).
+//
+// It is a directory like /tmp, mode 01777: anyone may write an image here
+// (whose processes it may create: mayRestore), and a name belongs to its
+// writer. rm removes a name whose restore has ended, if the caller owns it
+// or has CAP_FOWNER (root), else EPERM, as in a sticky directory; the
+// restore under a name still restoring cannot be removed (EBUSY). The
+// restored tree runs on whatever becomes of its name.
 type restoreDir struct {
 	gofs.Inode
 	cfg     *Config
-	restore restoreFunc // restart.Restore
+	restore restoreFunc // restart.Restore, or a test's fake
 
-	mu    sync.Mutex
-	files map[string]*restoreFile
+	mu      sync.Mutex
+	files   map[string]*restoreFile
+	changed time.Time // the last name added or removed: the directory's mtime
+}
+
+func newRestoreDir(cfg *Config, run restoreFunc, now time.Time) *restoreDir {
+	return &restoreDir{cfg: cfg, restore: run, files: make(map[string]*restoreFile), changed: now}
 }
 
 var _ = (gofs.NodeGetattrer)((*restoreDir)(nil))
 
 func (d *restoreDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o755
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out.Mode = fuse.S_IFDIR | 0o1777
+	out.SetTimes(&d.changed, &d.changed, &d.changed)
 	return 0
 }
 
 var _ = (gofs.NodeCreater)((*restoreDir)(nil))
 
+// Create starts a restore under a new name, or over an existing one whose
+// restore has ended (see restoreFile.restart; O_EXCL then fails with
+// EEXIST).
 func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	caller, ok := callerOf(ctx)
+	if !ok {
+		return nil, nil, 0, syscall.EIO
+	}
 	opt, err := mayRestore(ctx)
 	if err != nil {
 		d.cfg.Logger.Printf("restore/%s: %v", name, err)
@@ -38,34 +65,62 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.files[name]; ok {
-		return nil, nil, 0, syscall.EEXIST
+	now := time.Now()
+	d.forgetLocked(now)
+	f := d.files[name]
+	var run *restoreRun
+	if f != nil {
+		if flags&syscall.O_EXCL != 0 {
+			return nil, nil, 0, syscall.EEXIST
+		}
+		var e syscall.Errno
+		if run, e = f.restart(caller, opt); e != 0 {
+			return nil, nil, 0, e
+		}
+	} else {
+		run = newRestoreRun(d.cfg, name, caller.Uid, caller.Gid, opt, d.restore)
+		f = &restoreFile{dir: d, name: name, run: run}
+		d.NewInode(ctx, f, gofs.StableAttr{Mode: fuse.S_IFREG})
+		d.files[name] = f
+		d.changed = now
 	}
-	f := newRestoreFile(d.cfg, name, opt, d.restore)
-	if d.files == nil {
-		d.files = make(map[string]*restoreFile)
+	run.fillAttr(&out.Attr)
+	return f.EmbeddedInode(), &restoreWriter{run}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// overwrite starts a new restore under f's name for an open for writing
+// (cp over an existing name).
+func (d *restoreDir) overwrite(ctx context.Context, f *restoreFile, caller checkpoint.Caller) (gofs.FileHandle, uint32, syscall.Errno) {
+	opt, err := mayRestore(ctx)
+	if err != nil {
+		d.cfg.Logger.Printf("restore/%s: %v", f.name, err)
+		return nil, 0, errno(err)
 	}
-	d.files[name] = f
-	ino := d.NewInode(ctx, f, gofs.StableAttr{Mode: fuse.S_IFREG})
-	var attr fuse.AttrOut
-	f.Getattr(ctx, nil, &attr)
-	out.Attr = attr.Attr
-	return ino, &restoreWriter{f}, fuse.FOPEN_DIRECT_IO, 0
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.files[f.name] != f {
+		// Removed (or forgotten) since the kernel looked it up.
+		return nil, 0, syscall.ENOENT
+	}
+	run, e := f.restart(caller, opt)
+	if e != 0 {
+		return nil, 0, e
+	}
+	return &restoreWriter{run}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 var _ = (gofs.NodeLookuper)((*restoreDir)(nil))
 
 func (d *restoreDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d.mu.Lock()
+	d.forgetLocked(time.Now())
 	f, ok := d.files[name]
 	d.mu.Unlock()
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	var attr fuse.AttrOut
-	f.Getattr(ctx, nil, &attr)
-	out.Attr = attr.Attr
-	return &f.Inode, 0
+	f.current().fillAttr(&out.Attr)
+	return f.EmbeddedInode(), 0
 }
 
 var _ = (gofs.NodeReaddirer)((*restoreDir)(nil))
@@ -73,6 +128,7 @@ var _ = (gofs.NodeReaddirer)((*restoreDir)(nil))
 func (d *restoreDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.forgetLocked(time.Now())
 	names := make([]string, 0, len(d.files))
 	for name := range d.files {
 		names = append(names, name)
@@ -87,13 +143,29 @@ func (d *restoreDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno
 
 var _ = (gofs.NodeUnlinker)((*restoreDir)(nil))
 
-// Unlink forgets an outcome (the restored tree runs on).
+// Unlink forgets a restore that has ended (the restored tree runs on), if
+// the caller owns its name or has CAP_FOWNER.
 func (d *restoreDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	caller, ok := callerOf(ctx)
+	if !ok {
+		return syscall.EIO
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.files[name]; !ok {
+	f, ok := d.files[name]
+	if !ok {
 		return syscall.ENOENT
 	}
+	run := f.current()
+	if done, _ := run.over(); !done {
+		d.cfg.Logger.Printf("restore/%s: rm by uid %d refused: the restore under this name is still running (%s)", name, caller.Uid, run.describe())
+		return syscall.EBUSY
+	}
+	if !actsAsOwner(caller, run.uid, unix.CAP_FOWNER) {
+		d.cfg.Logger.Printf("restore/%s: rm by uid %d refused: the name is uid %d's (restore/ is sticky)", name, caller.Uid, run.uid)
+		return syscall.EPERM
+	}
 	delete(d.files, name)
+	d.changed = time.Now()
 	return 0
 }

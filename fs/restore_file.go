@@ -2,9 +2,6 @@ package fs
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"sync"
 	"syscall"
 	"time"
@@ -13,213 +10,166 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	"github.com/ckptfs/ckptfs/image"
-	"github.com/ckptfs/ckptfs/internal/procfs"
+	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/restart"
 )
 
-// restoreFile is restore/<name>: the image written to it streams straight
-// into a restart as it arrives (the format is read front to back); when
-// the writer closes the file the restart finishes, and from then on reading
-// the file tells the outcome as JSON. The writer's side (restore_writer.go)
-// is its handle: a writer that goes away before the restart finished
-// cancels it, and the restart undoes everything it made.
+// restoreFile is restore/<name>. It behaves like a file that its writer
+// owns:
+//
+//   - Writing to it starts a restore (restoreRun) of the image written;
+//     reading it tells that restore's state (Outcome). Writing a new image
+//     over a name whose restore has ended starts a new restore there, as
+//     cp does over an existing file; while the restore under the name is
+//     running (or being undone after a cancel), a new one is refused with
+//     EBUSY, and the daemon logs why.
+//   - It belongs to the restore's writer (the FUSE caller's uid and gid at
+//     create, or at the open that wrote over the name), with mode 0600:
+//     only the owner, or a caller with CAP_DAC_OVERRIDE (root), may read
+//     it (CAP_DAC_READ_SEARCH suffices to read) or write a new image over
+//     it; anyone else gets EACCES. See restoreDir for removing it.
 type restoreFile struct {
 	gofs.Inode
-	cfg  *Config
+	dir  *restoreDir
 	name string
 
-	pipe  *io.PipeWriter     // feeds the restart while the image arrives
-	stop  context.CancelFunc // cancels the restart's context
-	turn  chan struct{}      // one write (or the end of the image) at a time
-	ended chan struct{}      // closed once the restart returned
-
-	mu        sync.Mutex
-	size      int64 // bytes written so far: the next write's offset
-	closed    bool  // the writer ended the image (Flush)
-	first     error // the first error: the restart's, or why it was cancelled
-	cancelled bool  // first is the writer's going away
-	done      bool  // the restart returned: what follows is final
-	errno     syscall.Errno
-	outcome   []byte // JSON
-	mtime     time.Time
+	mu  sync.Mutex
+	run *restoreRun // the latest restore under the name; never nil
 }
 
-// restoreFunc runs a restart from an image read from r: restart.Restore,
-// or a test's fake.
-type restoreFunc func(ctx context.Context, r io.Reader, opt restart.Options) (*restart.Result, error)
-
-// Outcome is what reading restore/<name> returns once the restart ran.
-type Outcome struct {
-	State string `json:"state"` // "running" or "failed"
-	// Error is the first error: the restart's, which names the step it
-	// failed at, or why the restore was cancelled.
-	Error string `json:"error,omitempty"`
-	// Cancelled: the writer went away (was killed or interrupted, or
-	// released the file) before the restart finished, which undid it.
-	Cancelled bool          `json:"cancelled,omitempty"`
-	Root      int           `json:"root,omitempty"` // the new root's pid in the daemon's namespace
-	Seed      int           `json:"seed,omitempty"` // its parent, which reaps the tree
-	Tasks     []TaskOutcome `json:"tasks,omitempty"`
-}
-
-// TaskOutcome is one restored task: its pid in the image and now, from the
-// root's namespace level inwards, and in the daemon's namespace.
-type TaskOutcome struct {
-	Image  []int32 `json:"image"`
-	Now    []int32 `json:"now"`
-	Host   int     `json:"host"`
-	Zombie bool    `json:"zombie,omitempty"`
-}
-
-// mayRestore applies the rule of docs/DESIGN.md §1 for who may create the image's
-// processes: a caller with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (in the
-// daemon's user namespace) may restore any image; any other caller only
-// images whose every task has the caller's uids and gids, groups it is in,
-// and no capability it lacks. The second case is checked per task as the
-// image arrives, before that task runs (the returned AllowCreds), and the
-// files the image names are opened with the caller's rights (As); empty
-// options mean anything goes.
-func mayRestore(ctx context.Context) (restart.Options, error) {
-	c, ok := callerOf(ctx)
-	if !ok {
-		return restart.Options{}, fmt.Errorf("no caller: %w", syscall.EIO)
-	}
-	st, err := procfs.ReadStatus(c.Pid)
-	if err != nil {
-		return restart.Options{}, err
-	}
-	if st.CapEff&(1<<unix.CAP_SYS_ADMIN|1<<unix.CAP_CHECKPOINT_RESTORE) != 0 {
-		return restart.Options{}, nil
-	}
-	groups := map[uint32]bool{c.Gid: true}
-	as := &restart.Identity{Uid: c.Uid, Gid: c.Gid, CapEff: st.CapEff}
-	for _, g := range st.Groups {
-		groups[uint32(g)] = true
-		as.Groups = append(as.Groups, uint32(g))
-	}
-	allow := func(cr *image.Creds) error {
-		for i := range cr.Uid {
-			if cr.Uid[i] != c.Uid || !groups[cr.Gid[i]] {
-				return fmt.Errorf("a task of the image runs as uid %d gid %d, and the restorer (uid %d) lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE: %w",
-					cr.Uid[i], cr.Gid[i], c.Uid, syscall.EPERM)
-			}
-		}
-		for _, g := range cr.Groups {
-			if !groups[g] {
-				return fmt.Errorf("a task of the image is in group %d, which the restorer is not: %w", g, syscall.EPERM)
-			}
-		}
-		if extra := (cr.CapPrm | cr.CapEff | cr.CapInh | cr.CapAmb) &^ st.CapPrm; extra != 0 {
-			return fmt.Errorf("a task of the image has capabilities %#x the restorer lacks: %w", extra, syscall.EPERM)
-		}
-		return nil
-	}
-	return restart.Options{AllowCreds: allow, As: as}, nil
-}
-
-// newRestoreFile starts a restart (run) that reads what is written to the
-// file.
-func newRestoreFile(cfg *Config, name string, opt restart.Options, run restoreFunc) *restoreFile {
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	f := &restoreFile{
-		cfg: cfg, name: name, pipe: pw, stop: cancel,
-		turn: make(chan struct{}, 1), ended: make(chan struct{}), mtime: time.Now(),
-	}
-	go func() {
-		res, err := run(ctx, pr, opt)
-		if err == nil {
-			// A valid image ends at its tail: more bytes are an error.
-			if n, _ := pr.Read(make([]byte, 1)); n > 0 {
-				err = fmt.Errorf("restart: bytes after the image's tail")
-			}
-		}
-		// Writes after a failure fail at once, with its reason.
-		pr.CloseWithError(err)
-		f.finish(res, err)
-	}()
-	return f
-}
-
-// finish records the outcome of the restart.
-func (f *restoreFile) finish(res *restart.Result, err error) {
+// current returns the latest restore under the name.
+func (f *restoreFile) current() *restoreRun {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.stop() // frees the context
-	out := Outcome{State: "running"}
-	if err != nil {
-		if f.first == nil {
-			f.first = err
-		}
-		if err != f.first {
-			f.cfg.Logger.Printf("restore/%s: %v (the restart then: %v)", f.name, f.first, err)
-		} else {
-			f.cfg.Logger.Printf("restore/%s: %v", f.name, err)
-		}
-		out = Outcome{State: "failed", Error: f.first.Error(), Cancelled: f.cancelled}
-		f.errno = errno(f.first)
-		if f.errno == syscall.EIO || f.errno == 0 {
-			f.errno = syscall.EINVAL
-		}
-	} else {
-		if f.cancelled {
-			// The writer went away once the restart was through.
-			f.cfg.Logger.Printf("restore/%s: %v after the restart finished; the tree runs", f.name, f.first)
-		}
-		out.Root, out.Seed = res.Root, res.Seed
-		for _, t := range res.Tasks {
-			out.Tasks = append(out.Tasks, TaskOutcome{t.Image, t.Now, t.Host, t.Zombie})
-		}
+	return f.run
+}
+
+// restart starts a new restore under the name for caller, unless the
+// current one has not ended (EBUSY), or caller may not write over its
+// owner's file (EACCES).
+func (f *restoreFile) restart(caller checkpoint.Caller, opt restart.Options) (*restoreRun, syscall.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.run
+	if done, _ := old.over(); !done {
+		f.dir.cfg.Logger.Printf("restore/%s: a new image from uid %d refused: the restore under this name is still running (%s); write it under another name, or once this one has ended",
+			f.name, caller.Uid, old.describe())
+		return nil, syscall.EBUSY
 	}
-	f.outcome, _ = json.MarshalIndent(out, "", "  ")
-	f.outcome = append(f.outcome, '\n')
-	f.done = true
-	f.mtime = time.Now()
-	close(f.ended)
+	if !actsAsOwner(caller, old.uid, unix.CAP_DAC_OVERRIDE) {
+		f.dir.cfg.Logger.Printf("restore/%s: a new image from uid %d refused: the file is uid %d's (mode 0600)", f.name, caller.Uid, old.uid)
+		return nil, syscall.EACCES
+	}
+	f.run = newRestoreRun(f.dir.cfg, f.name, caller.Uid, caller.Gid, opt, f.dir.restore)
+	return f.run, 0
 }
 
 var _ = (gofs.NodeGetattrer)((*restoreFile)(nil))
 
+// Getattr describes the latest restore under the name (on an open file,
+// the one that file reads or writes). While it restores, its size is the
+// bytes of the image written so far, a progress ls -l shows; once it
+// ended, the size of the outcome.
 func (f *restoreFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	run := f.current()
+	switch h := fh.(type) {
+	case *statusHandle:
+		// go-fuse hands a stat of the path the first open handle: only
+		// one that reads the current restore describes the file.
+		if h.run == run {
+			out.Attr = h.attr
+			return 0
+		}
+	case *restoreWriter:
+		run = h.r
+	}
+	run.fillAttr(&out.Attr)
+	return 0
+}
+
+// fillAttr describes the file as the run makes it.
+func (r *restoreRun) fillAttr(out *fuse.Attr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	out.Mode = fuse.S_IFREG | 0o600
-	out.Size = uint64(f.size)
+	out.Uid, out.Gid = r.uid, r.gid
+	out.Nlink = 1
+	out.Size = uint64(r.size)
+	if r.done {
+		out.Size = uint64(len(r.outcome))
+	}
+	out.Blocks = (out.Size + 511) / 512
 	// Writers such as cp size their buffers by st_blksize: large writes
 	// mean fewer FUSE round trips for a large image.
 	out.Blksize = 1 << 20
-	if f.done {
-		out.Mode = fuse.S_IFREG | 0o400
-		out.Size = uint64(len(f.outcome))
-	}
-	out.SetTimes(&f.mtime, &f.mtime, &f.mtime)
-	return 0
+	out.SetTimes(&r.mtime, &r.mtime, &r.mtime)
 }
 
 var _ = (gofs.NodeOpener)((*restoreFile)(nil))
 
-// Open opens the outcome for reading. Such a handle has no Flush of its
-// own: closing it never reports the restart's error, which is the
-// writer's alone.
+// Open for reading renders the status once (a cancelled restore's, once
+// it has been undone: its outcome is then a moment away). Such a handle
+// has no Flush: closing it never reports a restart's error, which is the
+// writer's alone. Open for writing writes a new image over an ended
+// restore (see restart).
 func (f *restoreFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		return nil, 0, syscall.EBUSY // an image is written once, at create
+	caller, ok := callerOf(ctx)
+	if !ok {
+		return nil, 0, syscall.EIO
 	}
-	return nil, fuse.FOPEN_DIRECT_IO, 0
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return f.dir.overwrite(ctx, f, caller)
+	}
+	run := f.current()
+	if !actsAsOwner(caller, run.uid, unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH) {
+		f.dir.cfg.Logger.Printf("restore/%s: read by uid %d refused: the file is uid %d's (mode 0600)", f.name, caller.Uid, run.uid)
+		return nil, 0, syscall.EACCES
+	}
+	if run.undoing() {
+		ctx, served := untilCallerDies(ctx)
+		defer served()
+		select {
+		case <-run.ended:
+		case <-ctx.Done():
+			return nil, 0, syscall.EINTR
+		}
+	}
+	h := &statusHandle{data: run.status(), run: run}
+	run.fillAttr(&h.attr)
+	h.attr.Size = uint64(len(h.data))
+	return h, fuse.FOPEN_DIRECT_IO, 0
 }
 
-var _ = (gofs.NodeReader)((*restoreFile)(nil))
+var _ = (gofs.NodeSetattrer)((*restoreFile)(nil))
 
-// Read returns the outcome, whatever it is, once the restart returned.
-func (f *restoreFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.done {
-		return nil, syscall.EBUSY
+// Setattr accepts what writing a new image asks of a file and changes
+// nothing: a truncation to the size it has (the kernel's O_TRUNC, which
+// comes after the open that started the new restore, at 0 bytes), and
+// times, which the restore keeps. An image is a stream, and a file's owner
+// and mode are its restore's: any other change is EPERM.
+func (f *restoreFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	run := f.current()
+	if w, ok := fh.(*restoreWriter); ok {
+		run = w.r
 	}
-	if off >= int64(len(f.outcome)) {
-		return fuse.ReadResultData(nil), 0
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
+		f.dir.cfg.Logger.Printf("restore/%s: chmod or chown refused: a restore's file belongs to its writer, mode 0600", f.name)
+		return syscall.EPERM
 	}
-	return fuse.ReadResultData(f.outcome[off:min(int64(len(f.outcome)), off+int64(len(dest)))]), 0
+	if size, ok := in.GetSize(); ok {
+		var attr fuse.Attr
+		run.fillAttr(&attr)
+		if uint64(size) != attr.Size {
+			f.dir.cfg.Logger.Printf("restore/%s: truncate to %d bytes refused: the file has %d; write a new image over it instead", f.name, size, attr.Size)
+			return syscall.EPERM
+		}
+	}
+	run.fillAttr(&out.Attr)
+	return 0
+}
+
+// lastEnded reports whether the latest restore under the name ended, and
+// when.
+func (f *restoreFile) lastEnded() (bool, time.Time) {
+	return f.current().over()
 }

@@ -50,40 +50,19 @@ func (fr *fakeRestart) run(ctx context.Context, r io.Reader, opt restart.Options
 	return &restart.Result{Root: 7, Seed: 6, Tasks: []restart.TaskPid{{Image: []int32{1}, Now: []int32{1}, Host: 7}}}, nil
 }
 
-func newTestRestore(t *testing.T, fr *fakeRestart) (*restoreFile, *restoreWriter) {
-	f := newRestoreFile(testConfig(t, 0), "img", restart.Options{}, fr.run)
-	return f, &restoreWriter{f}
+func newTestRestore(t *testing.T, fr *fakeRestart) (*restoreRun, *restoreWriter) {
+	r := newRestoreRun(testConfig(t, 0), "img", 0, 0, restart.Options{}, fr.run)
+	return r, &restoreWriter{r}
 }
 
-// status reads restore/<name> as a reader does: open, read, close.
-func status(t *testing.T, f *restoreFile) Outcome {
+// status reads a restore's status as a reader of restore/<name> gets it,
+// and checks that its stat agrees.
+func status(t *testing.T, r *restoreRun) Outcome {
 	t.Helper()
-	fh, _, e := f.Open(context.Background(), syscall.O_RDONLY)
-	if e != 0 {
-		t.Fatalf("open the status: %v", e)
-	}
-	var data []byte
-	for {
-		res, e := f.Read(context.Background(), fh, make([]byte, 7), int64(len(data)))
-		if e != 0 {
-			t.Fatalf("read the status: %v", e)
-		}
-		b, _ := res.Bytes(nil)
-		if len(b) == 0 {
-			break
-		}
-		data = append(data, b...)
-	}
-	// A reader's close has nothing to flush: only the writer's carries
-	// the restart's errno.
-	if fl, ok := fh.(gofs.FileFlusher); ok {
-		if e := fl.Flush(context.Background()); e != 0 {
-			t.Fatalf("close of the status: %v", e)
-		}
-	}
-	var attr fuse.AttrOut
-	f.Getattr(context.Background(), nil, &attr)
-	if attr.Size != uint64(len(data)) {
+	data := r.status()
+	var attr fuse.Attr
+	r.fillAttr(&attr)
+	if done, _ := r.over(); done && attr.Size != uint64(len(data)) {
 		t.Errorf("status of %d bytes, stat says %d", len(data), attr.Size)
 	}
 	var out Outcome
@@ -93,10 +72,10 @@ func status(t *testing.T, f *restoreFile) Outcome {
 	return out
 }
 
-// waitEnded waits for the restart of f to return.
-func waitEnded(t *testing.T, f *restoreFile) {
+// waitEnded waits for the restart of r to return.
+func waitEnded(t *testing.T, r *restoreRun) {
 	t.Helper()
-	waitClosed(t, "the end of the restart", f.ended)
+	waitClosed(t, "the end of the restart", r.ended)
 }
 
 func TestRestoreFileNoNodeFlush(t *testing.T) {
@@ -107,6 +86,9 @@ func TestRestoreFileNoNodeFlush(t *testing.T) {
 	}
 	if _, ok := any(&restoreFile{}).(gofs.NodeWriter); ok {
 		t.Fatal("restoreFile implements NodeWriter: writes would bypass the writer's handle")
+	}
+	if _, ok := any(&restoreFile{}).(gofs.NodeReader); ok {
+		t.Fatal("restoreFile implements NodeReader: reads would bypass the status an open rendered")
 	}
 }
 

@@ -3,12 +3,14 @@ package fs
 import (
 	"context"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
-// restoreWriter is the handle that created restore/<name>: the image's
-// writer. Its writes feed the restart, its close (Flush) ends the image
+// restoreWriter is the handle that started a restore under a name of
+// restore/ (its create, or an open for writing over an ended one): the
+// image's writer. Its writes feed the restart, its close (Flush) ends the image
 // and waits for the restart's outcome, which that close() returns.
 //
 // A writer gone before the restart finished cancels it, and the restart
@@ -19,7 +21,7 @@ import (
 // the outcome says "failed" with the cause, and "cancelled". A writer that
 // only caught a signal is served as if nothing happened.
 type restoreWriter struct {
-	f *restoreFile
+	r *restoreRun
 }
 
 // restoreCancelled is why a writer's going away cancelled a restore.
@@ -37,65 +39,68 @@ const (
 // cancel stops the restart for cause, unless it already returned: its
 // context is cancelled and its reads of the image fail with cause, so a
 // write blocked on the pipe returns too.
-func (f *restoreFile) cancel(cause error) {
-	f.mu.Lock()
-	if f.done {
-		f.mu.Unlock()
+func (r *restoreRun) cancel(cause error) {
+	r.mu.Lock()
+	if r.done {
+		r.mu.Unlock()
 		return
 	}
-	if f.first == nil {
-		f.first, f.cancelled = cause, true
-		f.cfg.Logger.Printf("restore/%s: %v", f.name, cause)
+	if r.first == nil {
+		r.first, r.cancelled = cause, true
+		r.cfg.Logger.Printf("restore/%s: %v", r.name, cause)
 	}
-	f.mu.Unlock()
-	f.stop()
-	f.pipe.CloseWithError(cause)
+	r.mu.Unlock()
+	r.stop()
+	r.pipe.CloseWithError(cause)
 }
 
 // take waits for the file's turn (a write, or the end of the image) until
 // ctx is done.
-func (f *restoreFile) take(ctx context.Context) bool {
+func (r *restoreRun) take(ctx context.Context) bool {
 	select {
-	case f.turn <- struct{}{}:
+	case r.turn <- struct{}{}:
 		return true
 	case <-ctx.Done():
 		return false
 	}
 }
 
-func (f *restoreFile) give() { <-f.turn }
+func (r *restoreRun) give() { <-r.turn }
 
 var _ = (gofs.FileWriter)((*restoreWriter)(nil))
 
 func (w *restoreWriter) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	ctx, served := untilCallerDies(ctx)
 	defer served()
-	f := w.f
-	if !f.take(ctx) {
-		f.cancel(errWriterDied)
+	r := w.r
+	if !r.take(ctx) {
+		r.cancel(errWriterDied)
 		return 0, syscall.EINTR
 	}
-	defer f.give()
-	f.mu.Lock()
-	closed, size := f.closed, f.size
-	f.mu.Unlock()
+	defer r.give()
+	r.mu.Lock()
+	closed, size := r.closed, r.size
+	r.mu.Unlock()
 	if closed {
 		return 0, syscall.EBADF
 	}
 	if off != size {
 		// The restart consumes the image as a stream.
-		f.cfg.Logger.Printf("restore/%s: write at %d, expected %d: images must be written in order", f.name, off, size)
+		r.cfg.Logger.Printf("restore/%s: write at %d, expected %d: images must be written in order", r.name, off, size)
 		return 0, syscall.ESPIPE
 	}
-	n, err := f.feed(ctx, data)
-	f.mu.Lock()
-	f.size += int64(n)
-	f.mu.Unlock()
+	n, err := r.feed(ctx, data)
+	r.mu.Lock()
+	r.size += int64(n)
+	if n > 0 && !r.done {
+		r.mtime = time.Now()
+	}
+	r.mu.Unlock()
 	if err == errInterrupted {
 		return 0, syscall.EINTR
 	}
 	if err != nil {
-		f.cfg.Logger.Printf("restore/%s: write at %d: %v", f.name, off, err)
+		r.cfg.Logger.Printf("restore/%s: write at %d: %v", r.name, off, err)
 		return uint32(n), errno(err)
 	}
 	return uint32(n), 0
@@ -105,21 +110,21 @@ func (w *restoreWriter) Write(ctx context.Context, data []byte, off int64) (uint
 // or failed, or ctx is done (the writer is dying): then the restore is
 // cancelled, which ends the pipe's write at once. Nothing holds data after
 // feed returns: go-fuse reuses it.
-func (f *restoreFile) feed(ctx context.Context, data []byte) (int, error) {
+func (r *restoreRun) feed(ctx context.Context, data []byte) (int, error) {
 	type written struct {
 		n   int
 		err error
 	}
 	done := make(chan written, 1)
 	go func() {
-		n, err := f.pipe.Write(data)
+		n, err := r.pipe.Write(data)
 		done <- written{n, err}
 	}()
 	select {
 	case w := <-done:
 		return w.n, w.err
 	case <-ctx.Done():
-		f.cancel(errWriterDied)
+		r.cancel(errWriterDied)
 		w := <-done
 		return w.n, errInterrupted
 	}
@@ -134,41 +139,41 @@ var _ = (gofs.FileFlusher)((*restoreWriter)(nil))
 // files on its way out: that close is no end of the image but its going
 // away, and so is an interrupted close.
 func (w *restoreWriter) Flush(ctx context.Context) syscall.Errno {
-	f := w.f
+	r := w.r
 	if c, ok := callerOf(ctx); ok && dying(c.Pid) {
-		f.cancel(errWriterDied) // its close on the way out
+		r.cancel(errWriterDied) // its close on the way out
 		return syscall.ECANCELED
 	}
 	ctx, served := untilCallerDies(ctx)
 	defer served()
-	if !f.take(ctx) {
-		f.cancel(errWriterDied)
+	if !r.take(ctx) {
+		r.cancel(errWriterDied)
 		return syscall.EINTR
 	}
-	f.mu.Lock()
-	if f.cancelled {
+	r.mu.Lock()
+	if r.cancelled {
 		// Nothing to wait for: the teardown goes on in the background.
-		f.mu.Unlock()
-		f.give()
+		r.mu.Unlock()
+		r.give()
 		return syscall.ECANCELED
 	}
-	if !f.closed {
-		f.closed = true
-		f.pipe.Close() // the end of the image
+	if !r.closed {
+		r.closed = true
+		r.pipe.Close() // the end of the image
 	}
-	f.mu.Unlock()
-	f.give()
+	r.mu.Unlock()
+	r.give()
 	select {
-	case <-f.ended:
+	case <-r.ended:
 	case <-ctx.Done():
 		// Dying while the restart finishes (Ctrl-C on cp): that is the
 		// writer's way of saying stop.
-		f.cancel(errWriterDied)
+		r.cancel(errWriterDied)
 		return syscall.EINTR
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.errno
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errno
 }
 
 var _ = (gofs.FileReleaser)((*restoreWriter)(nil))
@@ -176,11 +181,11 @@ var _ = (gofs.FileReleaser)((*restoreWriter)(nil))
 // Release cancels a restart whose image no Flush ended: nobody could
 // finish it. One whose image is complete finishes on its own.
 func (w *restoreWriter) Release(ctx context.Context) syscall.Errno {
-	w.f.mu.Lock()
-	ended := w.f.closed
-	w.f.mu.Unlock()
+	w.r.mu.Lock()
+	ended := w.r.closed
+	w.r.mu.Unlock()
 	if !ended {
-		w.f.cancel(errReleasedUnfinished)
+		w.r.cancel(errReleasedUnfinished)
 	}
 	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -17,11 +18,14 @@ import (
 // restore/.
 type root struct {
 	gofs.Inode
-	cfg  *Config
-	take takeFunc // how snapshots are taken: nil for checkpoint.Lay
+	cfg     *Config
+	take    takeFunc    // how snapshots are taken: nil for checkpoint.Lay
+	restore restoreFunc // how images are restored: nil for restart.Restore
+	mounted time.Time   // the times of / and, until it changes, restore/
 
-	mu    sync.Mutex               // never held while a keeper's lock is taken
-	snaps map[procKey]*snapshotter // shared by every node of a process
+	mu      sync.Mutex               // never held while a keeper's lock is taken
+	snaps   map[procKey]*snapshotter // shared by every node of a process
+	records map[procKey]*dirRecord   // what each directory's status tells (record.go)
 }
 
 // procKey identifies a process: a pid and its start time.
@@ -31,13 +35,17 @@ type procKey struct {
 }
 
 func newRoot(cfg *Config) *root {
-	return &root{cfg: cfg, snaps: make(map[procKey]*snapshotter)}
+	return &root{cfg: cfg, mounted: time.Now(), snaps: make(map[procKey]*snapshotter), records: make(map[procKey]*dirRecord)}
 }
 
 var _ = (gofs.NodeOnAdder)((*root)(nil))
 
 func (r *root) OnAdd(ctx context.Context) {
-	dir := &restoreDir{cfg: r.cfg, restore: restart.Restore}
+	run := r.restore
+	if run == nil {
+		run = restart.Restore
+	}
+	dir := newRestoreDir(r.cfg, run, r.mounted)
 	r.AddChild("restore", r.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: inoRestore}), false)
 }
 
@@ -45,6 +53,7 @@ var _ = (gofs.NodeGetattrer)((*root)(nil))
 
 func (r *root) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = fuse.S_IFDIR | 0o555
+	out.SetTimes(&r.mounted, &r.mounted, &r.mounted)
 	return 0
 }
 
@@ -71,8 +80,11 @@ var _ = (gofs.NodeLookuper)((*root)(nil))
 
 func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if name == "restore" {
-		out.Mode = fuse.S_IFDIR | 0o755
-		return r.GetChild(name), 0
+		ch := r.GetChild(name)
+		var attr fuse.AttrOut
+		ch.Operations().(gofs.NodeGetattrer).Getattr(ctx, nil, &attr)
+		out.Attr = attr.Attr
+		return ch, 0
 	}
 	pid, err := strconv.Atoi(name)
 	if err != nil || pid <= 0 || strconv.Itoa(pid) != name {
@@ -85,6 +97,16 @@ func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	dir := &procDir{root: r, key: key}
 	dir.fillAttr(st, &out.Attr)
 	return r.NewInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: pidIno(pid, kindDir), Gen: key.start}), 0
+}
+
+var _ = (gofs.NodeRmdirer)((*root)(nil))
+
+// Rmdir refuses: restore/ and the process directories are the mount's
+// own. (go-fuse answers success for a node without Rmdir, and forgets the
+// child.)
+func (r *root) Rmdir(ctx context.Context, name string) syscall.Errno {
+	r.cfg.Logger.Printf("rmdir /%s: refused: the mount's directories cannot be removed", name)
+	return syscall.EPERM
 }
 
 // lookupProcess finds process pid (not a mere thread) and its identity.
@@ -110,6 +132,7 @@ func (r *root) snapshotter(key procKey) *snapshotter {
 	s := r.snaps[key]
 	if s == nil || s.gone.Load() {
 		s = newSnapshotter(key.pid, r.cfg, r.take)
+		s.rec = r.recordLocked(key, true)
 		r.snaps[key] = s
 	}
 	others := r.others(key)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -38,6 +39,8 @@ func (f *sectionFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse
 	}
 	out.Mode = fuse.S_IFREG | 0o400
 	out.Uid, out.Gid = uint32(st.Uid[1]), uint32(st.Gid[1])
+	t := f.dir.mtime() // a caller refused below sees the directory's times
+	out.SetTimes(&t, &t, &t)
 	caller, ok := callerOf(ctx)
 	if !ok {
 		return syscall.EIO
@@ -142,9 +145,10 @@ func (h *sectionHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	if err != nil {
 		// The snapshot cannot be completed (a process of its tree
 		// vanished): its tree is thawed, and the next use takes a new one.
-		h.keeper.failed(h.snap)
+		h.keeper.failed(h.snap, err)
 		return nil, h.file.fail("read", err)
 	}
+	h.snap.stats.read(res.Size(), time.Now())
 	return res, 0
 }
 

@@ -38,6 +38,8 @@ import (
 type snapshot struct {
 	lay       layout
 	res       *checkpoint.Result
+	stats     *snapStats // its figures, for the status file
+	rec       *dirRecord // its directory's record, told when its tree runs
 	taken     time.Time
 	lastUse   time.Time
 	refs      int  // open file handles, and waiters of its capture yet to take it
@@ -87,9 +89,12 @@ func (s *snapshot) fillAttr(kind int, out *fuse.Attr) {
 // dropIfUnused thaws the tree of a snapshot nobody can reach any more.
 func (s *snapshot) dropIfUnused() {
 	if s.refs == 0 && !s.current && s.lay != nil {
+		now := time.Now()
+		s.stats.release(now, s.lay.Complete())
 		s.lay.Close()
 		s.lay = nil
 		close(s.dropped)
+		s.rec.dropped(s.stats, now)
 	}
 }
 
@@ -104,6 +109,10 @@ type snapshotter struct {
 	pid  int
 	cfg  *Config
 	take takeFunc // checkpoint.Lay, or a test's fake
+	// rec is told every step of the directory's snapshots, for its
+	// status file; the root hands a new keeper the record of its
+	// process, which outlives the keeper.
+	rec *dirRecord
 
 	mu     sync.Mutex // guards what follows; never held while a tree is frozen
 	cur    *snapshot
@@ -119,7 +128,7 @@ func newSnapshotter(pid int, cfg *Config, take takeFunc) *snapshotter {
 	if take == nil {
 		take = lay
 	}
-	return &snapshotter{pid: pid, cfg: cfg, take: take}
+	return &snapshotter{pid: pid, cfg: cfg, take: take, rec: newDirRecord()}
 }
 
 // errKeeperGone: the snapshotter was dropped as idle while a request was on
@@ -196,7 +205,7 @@ func (s *snapshotter) get(ctx context.Context, caller checkpoint.Caller, hold, i
 		}
 		if s.live(time.Now()) && !(image && s.cur.thawed) {
 			snap := s.cur
-			err := check(access, snap)
+			err := check(access, snap.res)
 			if err == nil {
 				s.pin(snap, hold, image)
 			}
@@ -231,9 +240,9 @@ func (s *snapshotter) get(ctx context.Context, caller checkpoint.Caller, hold, i
 	}
 }
 
-// check applies access to every task of snap.
-func check(access *checkpoint.Access, snap *snapshot) error {
-	for _, m := range snap.res.Members {
+// check applies access to every task of res.
+func check(access *checkpoint.Access, res *checkpoint.Result) error {
+	for _, m := range res.Members {
 		if err := access.Check(m); err != nil {
 			return err
 		}
@@ -273,6 +282,8 @@ func (s *snapshotter) put(snap *snapshot, image bool) {
 		if snap.imageRefs == 0 && !snap.thawed && snap.lay.Complete() {
 			snap.lay.Thaw()
 			snap.thawed = true
+			snap.stats.release(snap.lastUse, true)
+			snap.rec.released(snap.stats, snap.lastUse)
 		}
 	}
 	snap.dropIfUnused()
@@ -286,33 +297,48 @@ func (s *snapshotter) put(snap *snapshot, image bool) {
 }
 
 // failed retires snap if it is still the current snapshot: a process of its
-// tree vanished and the rest was thawed, so the next use takes a new one.
-func (s *snapshotter) failed(snap *snapshot) {
+// tree vanished and the rest was thawed (err says which), so the next use
+// takes a new one.
+func (s *snapshotter) failed(snap *snapshot, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap.failed = true
+	now := time.Now()
+	if !snap.failed {
+		snap.failed = true
+		snap.stats.release(now, false)
+		snap.rec.snapshotFailed(snap.stats, err, errno(err), now)
+	}
 	if s.cur == snap {
 		s.retire()
 	}
 }
 
-// install makes a new layout the current snapshot, with pins for the
-// requests that waited for it. Its time is strictly after the previous
-// snapshot's, so that backup tools see every new snapshot as changed.
-// Called with mu held.
-func (s *snapshotter) install(lay layout, pins int) *snapshot {
+// install makes a new layout, laid out at laid, the current snapshot,
+// with pins for the requests that waited for it. Its time is strictly
+// after the previous snapshot's, so that backup tools see every new
+// snapshot as changed. Called with mu held.
+func (s *snapshotter) install(lay layout, laid time.Time, pins int) *snapshot {
 	taken := time.Now()
+	if last := s.rec.view().lastTaken; last.After(s.last) {
+		s.last = last // the directory's, from an earlier keeper
+	}
 	if !taken.After(s.last) {
 		taken = s.last.Add(time.Nanosecond)
 	}
 	s.last = taken
-	snap := &snapshot{lay: lay, res: lay.Result(), taken: taken, lastUse: taken, refs: pins, current: true, dropped: make(chan struct{})}
+	res := lay.Result()
+	snap := &snapshot{
+		lay: lay, res: res, stats: newSnapStats(res, taken, laid), rec: s.rec,
+		taken: taken, lastUse: taken, refs: pins, current: true, dropped: make(chan struct{}),
+	}
 	s.cur = snap
+	s.rec.taken(snap.stats)
 	go func() {
 		select {
 		case <-lay.Failed():
-			s.cfg.Logger.Printf("snapshot of %d: %v", s.pid, lay.Err())
-			s.failed(snap)
+			err := lay.Err()
+			s.cfg.Logger.Printf("snapshot of %d: %v", s.pid, err)
+			s.failed(snap, err)
 		case <-snap.dropped:
 		}
 	}()
