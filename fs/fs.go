@@ -9,6 +9,7 @@
 //	    image     the whole image
 //	  restore/    write an image here to restart it (mode 01777, like /tmp)
 //	    <name>    its writer's: the state of the restore under that name, as JSON (restore_file.go)
+//	  shell-job/  the same, giving the tree the writer's terminal where it had one (terminal.go)
 //
 // The three section files of one directory come from one snapshot
 // (snapshot.go), so that pids and tree are byte for byte the sections of

@@ -43,7 +43,7 @@ func (d *restoreDir) forgetLocked(now time.Time) {
 		if i < keepEnded && now.Sub(e.at) <= keepEndedFor {
 			continue
 		}
-		d.cfg.Logger.Printf("restore/%s: forgotten (restore/ keeps the %d latest ended restores, for %v)", e.name, keepEnded, keepEndedFor)
+		d.cfg.Logger.Printf("%s/%s: forgotten (%s/ keeps the %d latest ended restores, for %v)", d.name, e.name, d.name, keepEnded, keepEndedFor)
 		delete(d.files, e.name)
 		d.RmChild(e.name) // go-fuse's own tree, which Lookup and Create filled
 		d.changed = now

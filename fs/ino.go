@@ -5,9 +5,10 @@ package fs
 // pid is a new generation of the same inode number, as NFS and backup tools
 // expect.
 const (
-	inoRoot    = 1
-	inoRestore = 2
-	inoShift   = 3 // pid<<inoShift leaves room for a directory and its files
+	inoRoot     = 1
+	inoRestore  = 2
+	inoShellJob = 3
+	inoShift    = 3 // pid<<inoShift leaves room for a directory and its files
 )
 
 const (

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/restart"
 )
 
 // restoreDir is restore/: an image written under a name here is restarted
@@ -24,18 +25,49 @@ import (
 // or has CAP_FOWNER (root), else EPERM, as in a sticky directory; the
 // restore under a name still restoring cannot be removed (EBUSY). The
 // restored tree runs on whatever becomes of its name.
+//
+// shell-job/ is the same directory for shell jobs: a descriptor of the
+// image that led to a terminal gets the writer's terminal instead of
+// /dev/null (callerTerminal), as ckptfs restore --shell-job gives its own.
+// The foreground cannot follow: the restored tree is the daemon's, in
+// another session than the writer's shell, so only the CLI, which is in
+// that session, can make it the terminal's foreground job.
 type restoreDir struct {
 	gofs.Inode
-	cfg     *Config
-	restore restoreFunc // restart.Restore, or a test's fake
+	name     string // "restore" or "shell-job": for log lines
+	cfg      *Config
+	restore  restoreFunc // restart.Restore, or a test's fake
+	terminal bool        // shell-job/: restores get the writer's terminal
 
 	mu      sync.Mutex
 	files   map[string]*restoreFile
 	changed time.Time // the last name added or removed: the directory's mtime
 }
 
-func newRestoreDir(cfg *Config, run restoreFunc, now time.Time) *restoreDir {
-	return &restoreDir{cfg: cfg, restore: run, files: make(map[string]*restoreFile), changed: now}
+func newRestoreDir(name string, cfg *Config, run restoreFunc, terminal bool, now time.Time) *restoreDir {
+	return &restoreDir{name: name, cfg: cfg, restore: run, terminal: terminal, files: make(map[string]*restoreFile), changed: now}
+}
+
+// options are the restart's options for the caller of a create or open
+// (mayRestore), with the caller's terminal in shell-job/. Their Terminal
+// is the new run's to close, or the caller's if no run starts.
+func (d *restoreDir) options(ctx context.Context, name string, caller checkpoint.Caller) (restart.Options, syscall.Errno) {
+	opt, err := mayRestore(ctx)
+	if err == nil && d.terminal {
+		opt.Terminal, err = callerTerminal(caller.Pid)
+	}
+	if err != nil {
+		d.cfg.Logger.Printf("%s/%s: %v", d.name, name, err)
+		return restart.Options{}, errno(err)
+	}
+	return opt, 0
+}
+
+// dropTerminal closes the terminal of options no run took.
+func dropTerminal(opt restart.Options) {
+	if opt.Terminal != nil {
+		opt.Terminal.Close()
+	}
 }
 
 var _ = (gofs.NodeGetattrer)((*restoreDir)(nil))
@@ -58,10 +90,9 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	if !ok {
 		return nil, nil, 0, syscall.EIO
 	}
-	opt, err := mayRestore(ctx)
-	if err != nil {
-		d.cfg.Logger.Printf("restore/%s: %v", name, err)
-		return nil, nil, 0, errno(err)
+	opt, e := d.options(ctx, name, caller)
+	if e != 0 {
+		return nil, nil, 0, e
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -71,14 +102,15 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 	var run *restoreRun
 	if f != nil {
 		if flags&syscall.O_EXCL != 0 {
+			dropTerminal(opt)
 			return nil, nil, 0, syscall.EEXIST
 		}
-		var e syscall.Errno
 		if run, e = f.restart(caller, opt); e != 0 {
+			dropTerminal(opt)
 			return nil, nil, 0, e
 		}
 	} else {
-		run = newRestoreRun(d.cfg, name, caller.Uid, caller.Gid, opt, d.restore)
+		run = newRestoreRun(d.cfg, d.name+"/"+name, caller.Uid, caller.Gid, opt, d.restore)
 		f = &restoreFile{dir: d, name: name, run: run}
 		d.NewInode(ctx, f, gofs.StableAttr{Mode: fuse.S_IFREG})
 		d.files[name] = f
@@ -91,19 +123,20 @@ func (d *restoreDir) Create(ctx context.Context, name string, flags uint32, mode
 // overwrite starts a new restore under f's name for an open for writing
 // (cp over an existing name).
 func (d *restoreDir) overwrite(ctx context.Context, f *restoreFile, caller checkpoint.Caller) (gofs.FileHandle, uint32, syscall.Errno) {
-	opt, err := mayRestore(ctx)
-	if err != nil {
-		d.cfg.Logger.Printf("restore/%s: %v", f.name, err)
-		return nil, 0, errno(err)
+	opt, e := d.options(ctx, f.name, caller)
+	if e != 0 {
+		return nil, 0, e
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.files[f.name] != f {
 		// Removed (or forgotten) since the kernel looked it up.
+		dropTerminal(opt)
 		return nil, 0, syscall.ENOENT
 	}
 	run, e := f.restart(caller, opt)
 	if e != 0 {
+		dropTerminal(opt)
 		return nil, 0, e
 	}
 	return &restoreWriter{run}, fuse.FOPEN_DIRECT_IO, 0
@@ -158,11 +191,11 @@ func (d *restoreDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	run := f.current()
 	if done, _ := run.over(); !done {
-		d.cfg.Logger.Printf("restore/%s: rm by uid %d refused: the restore under this name is still running (%s)", name, caller.Uid, run.describe())
+		d.cfg.Logger.Printf("%s/%s: rm by uid %d refused: the restore under this name is still running (%s)", d.name, name, caller.Uid, run.describe())
 		return syscall.EBUSY
 	}
 	if !actsAsOwner(caller, run.uid, unix.CAP_FOWNER) {
-		d.cfg.Logger.Printf("restore/%s: rm by uid %d refused: the name is uid %d's (restore/ is sticky)", name, caller.Uid, run.uid)
+		d.cfg.Logger.Printf("%s/%s: rm by uid %d refused: the name is uid %d's (%s/ is sticky)", d.name, name, caller.Uid, run.uid, d.name)
 		return syscall.EPERM
 	}
 	delete(d.files, name)

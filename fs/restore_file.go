@@ -37,6 +37,9 @@ type restoreFile struct {
 	run *restoreRun // the latest restore under the name; never nil
 }
 
+// path is the file's name in the mount, for log lines.
+func (f *restoreFile) path() string { return f.dir.name + "/" + f.name }
+
 // current returns the latest restore under the name.
 func (f *restoreFile) current() *restoreRun {
 	f.mu.Lock()
@@ -52,15 +55,15 @@ func (f *restoreFile) restart(caller checkpoint.Caller, opt restart.Options) (*r
 	defer f.mu.Unlock()
 	old := f.run
 	if done, _ := old.over(); !done {
-		f.dir.cfg.Logger.Printf("restore/%s: a new image from uid %d refused: the restore under this name is still running (%s); write it under another name, or once this one has ended",
-			f.name, caller.Uid, old.describe())
+		f.dir.cfg.Logger.Printf("%s: a new image from uid %d refused: the restore under this name is still running (%s); write it under another name, or once this one has ended",
+			f.path(), caller.Uid, old.describe())
 		return nil, syscall.EBUSY
 	}
 	if !actsAsOwner(caller, old.uid, unix.CAP_DAC_OVERRIDE) {
-		f.dir.cfg.Logger.Printf("restore/%s: a new image from uid %d refused: the file is uid %d's (mode 0600)", f.name, caller.Uid, old.uid)
+		f.dir.cfg.Logger.Printf("%s: a new image from uid %d refused: the file is uid %d's (mode 0600)", f.path(), caller.Uid, old.uid)
 		return nil, syscall.EACCES
 	}
-	f.run = newRestoreRun(f.dir.cfg, f.name, caller.Uid, caller.Gid, opt, f.dir.restore)
+	f.run = newRestoreRun(f.dir.cfg, f.path(), caller.Uid, caller.Gid, opt, f.dir.restore)
 	return f.run, 0
 }
 
@@ -122,7 +125,7 @@ func (f *restoreFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, 
 	}
 	run := f.current()
 	if !actsAsOwner(caller, run.uid, unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH) {
-		f.dir.cfg.Logger.Printf("restore/%s: read by uid %d refused: the file is uid %d's (mode 0600)", f.name, caller.Uid, run.uid)
+		f.dir.cfg.Logger.Printf("%s: read by uid %d refused: the file is uid %d's (mode 0600)", f.path(), caller.Uid, run.uid)
 		return nil, 0, syscall.EACCES
 	}
 	if run.undoing() {
@@ -153,14 +156,14 @@ func (f *restoreFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.
 		run = w.r
 	}
 	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
-		f.dir.cfg.Logger.Printf("restore/%s: chmod or chown refused: a restore's file belongs to its writer, mode 0600", f.name)
+		f.dir.cfg.Logger.Printf("%s: chmod or chown refused: a restore's file belongs to its writer, mode 0600", f.path())
 		return syscall.EPERM
 	}
 	if size, ok := in.GetSize(); ok {
 		var attr fuse.Attr
 		run.fillAttr(&attr)
 		if uint64(size) != attr.Size {
-			f.dir.cfg.Logger.Printf("restore/%s: truncate to %d bytes refused: the file has %d; write a new image over it instead", f.name, size, attr.Size)
+			f.dir.cfg.Logger.Printf("%s: truncate to %d bytes refused: the file has %d; write a new image over it instead", f.path(), size, attr.Size)
 			return syscall.EPERM
 		}
 	}

@@ -28,6 +28,7 @@ type restoreRun struct {
 	name     string
 	uid, gid uint32    // who wrote the image: the file's owner
 	started  time.Time // when the image began to arrive
+	terminal string    // the terminal given to the tree (shell-job/), if any
 
 	pipe  *io.PipeWriter     // feeds the restart while the image arrives
 	stop  context.CancelFunc // cancels the restart's context
@@ -72,6 +73,9 @@ type Outcome struct {
 	// owner, who alone (and root) may read it, write over it, remove it.
 	Uid uint32 `json:"uid"`
 	Gid uint32 `json:"gid"`
+	// Terminal is the writer's terminal, which a restore written into
+	// shell-job/ gave the descriptors that led to a terminal.
+	Terminal string `json:"terminal,omitempty"`
 	// Bytes is how much of the image the restore took (so far, while
 	// restoring; a restore that failed stops taking more).
 	Bytes int64 `json:"bytes"`
@@ -144,7 +148,7 @@ func mayRestore(ctx context.Context) (restart.Options, error) {
 }
 
 // newRestoreRun starts a restart (run) that reads what is written under
-// name by uid/gid.
+// name by uid/gid. It closes opt.Terminal once the restart returned.
 func newRestoreRun(cfg *Config, name string, uid, gid uint32, opt restart.Options, run restoreFunc) *restoreRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -153,8 +157,14 @@ func newRestoreRun(cfg *Config, name string, uid, gid uint32, opt restart.Option
 		cfg: cfg, name: name, uid: uid, gid: gid, started: now, pipe: pw, stop: cancel,
 		turn: make(chan struct{}, 1), ended: make(chan struct{}), mtime: now,
 	}
+	if opt.Terminal != nil {
+		r.terminal = opt.Terminal.Name()
+	}
 	go func() {
 		res, err := run(ctx, pr, opt)
+		if opt.Terminal != nil {
+			opt.Terminal.Close() // the tasks have their own by now
+		}
 		if err == nil {
 			// A valid image ends at its tail: more bytes are an error.
 			if n, _ := pr.Read(make([]byte, 1)); n > 0 {
@@ -182,9 +192,9 @@ func (r *restoreRun) finish(res *restart.Result, err error) {
 			r.first = err
 		}
 		if err != r.first {
-			r.cfg.Logger.Printf("restore/%s: %v (the restart then: %v)", r.name, r.first, err)
+			r.cfg.Logger.Printf("%s: %v (the restart then: %v)", r.name, r.first, err)
 		} else {
-			r.cfg.Logger.Printf("restore/%s: %v", r.name, err)
+			r.cfg.Logger.Printf("%s: %v", r.name, err)
 		}
 		out.State, out.Error, out.Cancelled = restoreFailed, r.first.Error(), r.cancelled
 		r.errno = errno(r.first)
@@ -194,7 +204,7 @@ func (r *restoreRun) finish(res *restart.Result, err error) {
 	} else {
 		if r.cancelled {
 			// The writer went away once the restart was through.
-			r.cfg.Logger.Printf("restore/%s: %v after the restart finished; the tree runs", r.name, r.first)
+			r.cfg.Logger.Printf("%s: %v after the restart finished; the tree runs", r.name, r.first)
 		}
 		out.Root, out.Seed = res.Root, res.Seed
 		for _, t := range res.Tasks {
@@ -208,7 +218,7 @@ func (r *restoreRun) finish(res *restart.Result, err error) {
 // outcomeLocked is the outcome's part that every state has. Called with
 // mu held.
 func (r *restoreRun) outcomeLocked() Outcome {
-	out := Outcome{State: restoreRestoring, Uid: r.uid, Gid: r.gid, Bytes: r.size, Started: r.started}
+	out := Outcome{State: restoreRestoring, Uid: r.uid, Gid: r.gid, Terminal: r.terminal, Bytes: r.size, Started: r.started}
 	if r.done {
 		out.Ended = r.mtime
 	}

@@ -47,7 +47,7 @@ func (r *restoreRun) cancel(cause error) {
 	}
 	if r.first == nil {
 		r.first, r.cancelled = cause, true
-		r.cfg.Logger.Printf("restore/%s: %v", r.name, cause)
+		r.cfg.Logger.Printf("%s: %v", r.name, cause)
 	}
 	r.mu.Unlock()
 	r.stop()
@@ -86,7 +86,7 @@ func (w *restoreWriter) Write(ctx context.Context, data []byte, off int64) (uint
 	}
 	if off != size {
 		// The restart consumes the image as a stream.
-		r.cfg.Logger.Printf("restore/%s: write at %d, expected %d: images must be written in order", r.name, off, size)
+		r.cfg.Logger.Printf("%s: write at %d, expected %d: images must be written in order", r.name, off, size)
 		return 0, syscall.ESPIPE
 	}
 	n, err := r.feed(ctx, data)
@@ -100,7 +100,7 @@ func (w *restoreWriter) Write(ctx context.Context, data []byte, off int64) (uint
 		return 0, syscall.EINTR
 	}
 	if err != nil {
-		r.cfg.Logger.Printf("restore/%s: write at %d: %v", r.name, off, err)
+		r.cfg.Logger.Printf("%s: write at %d: %v", r.name, off, err)
 		return uint32(n), errno(err)
 	}
 	return uint32(n), 0

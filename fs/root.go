@@ -14,8 +14,8 @@ import (
 	"github.com/ckptfs/ckptfs/restart"
 )
 
-// root is the mount's top directory: a directory per live process, and
-// restore/.
+// root is the mount's top directory: a directory per live process,
+// restore/ and shell-job/.
 type root struct {
 	gofs.Inode
 	cfg     *Config
@@ -45,8 +45,20 @@ func (r *root) OnAdd(ctx context.Context) {
 	if run == nil {
 		run = restart.Restore
 	}
-	dir := newRestoreDir(r.cfg, run, r.mounted)
-	r.AddChild("restore", r.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: inoRestore}), false)
+	for _, d := range restoreDirs {
+		dir := newRestoreDir(d.name, r.cfg, run, d.terminal, r.mounted)
+		r.AddChild(d.name, r.NewPersistentInode(ctx, dir, gofs.StableAttr{Mode: fuse.S_IFDIR, Ino: d.ino}), false)
+	}
+}
+
+// restoreDirs are the directories an image is written into to restore it.
+var restoreDirs = []struct {
+	name     string
+	ino      uint64
+	terminal bool
+}{
+	{"restore", inoRestore, false},
+	{"shell-job", inoShellJob, true},
 }
 
 var _ = (gofs.NodeGetattrer)((*root)(nil))
@@ -59,7 +71,8 @@ func (r *root) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 
 var _ = (gofs.NodeReaddirer)((*root)(nil))
 
-// Readdir lists the live processes, sorted by pid, then restore.
+// Readdir lists the live processes, sorted by pid, then restore and
+// shell-job.
 func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	pids, err := procfs.Pids()
 	if err != nil {
@@ -72,15 +85,16 @@ func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			Name: strconv.Itoa(pid), Mode: fuse.S_IFDIR, Ino: pidIno(pid, kindDir),
 		})
 	}
-	entries = append(entries, fuse.DirEntry{Name: "restore", Mode: fuse.S_IFDIR, Ino: inoRestore})
+	for _, d := range restoreDirs {
+		entries = append(entries, fuse.DirEntry{Name: d.name, Mode: fuse.S_IFDIR, Ino: d.ino})
+	}
 	return gofs.NewListDirStream(entries), 0
 }
 
 var _ = (gofs.NodeLookuper)((*root)(nil))
 
 func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name == "restore" {
-		ch := r.GetChild(name)
+	if ch := r.GetChild(name); ch != nil {
 		var attr fuse.AttrOut
 		ch.Operations().(gofs.NodeGetattrer).Getattr(ctx, nil, &attr)
 		out.Attr = attr.Attr

@@ -26,7 +26,8 @@ type Result struct {
 	Root  int       // the restored root's pid, in the restorer's namespace
 	Seed  int       // the seed: the root's parent, reaper of the tree
 	Tasks []TaskPid // every task of the image, in TREE order
-	// Foreground: a shell job's terminal (Options.Terminal), nil otherwise.
+	// Foreground: what became of a shell job's foreground
+	// (Options.Foreground), nil when not asked.
 	Foreground *Foreground `json:",omitempty"`
 }
 
@@ -56,10 +57,13 @@ type Options struct {
 	As *Identity
 	// Terminal, when set, makes the restore a shell job: every descriptor
 	// of the image that led to a terminal becomes this one (else
-	// /dev/null), and the process group that had its terminal in the
-	// foreground at the checkpoint gets it (tcsetpgrp), which needs the
-	// terminal to be the restorer's session's own.
+	// /dev/null).
 	Terminal *os.File
+	// Foreground also gives Terminal to the process group that had its
+	// terminal in the foreground at the checkpoint (tcsetpgrp), which
+	// needs the terminal to be the restorer's session's own: the CLI's
+	// --shell-job, not the daemon, which has no terminal.
+	Foreground bool
 }
 
 // Restore reads an image from r and restarts its tree. It returns once
@@ -231,7 +235,7 @@ func (rs *restorer) run() (*Result, error) {
 		return nil, fmt.Errorf("restart: %w", err)
 	}
 	var fg *Foreground
-	if rs.opt.Terminal != nil {
+	if rs.opt.Terminal != nil && rs.opt.Foreground {
 		// Before the tasks run: one that reads its terminal in the
 		// background would be stopped (SIGTTIN).
 		fg = rs.giveTerminal()

@@ -19,8 +19,9 @@ import (
 // outcome is what restore/<name> reads after a restart.
 type outcome struct {
 	State string `json:"state"`
-	Error string `json:"error"`
-	Root  int    `json:"root"`
+	Error    string `json:"error"`
+	Terminal string `json:"terminal"`
+	Root     int    `json:"root"`
 	Seed  int    `json:"seed"`
 	Tasks []struct {
 		Image []int `json:"image"`

@@ -17,6 +17,9 @@ import (
 // TestTerminalJob: a job of an interactive shell (cat, in the foreground,
 // reading and writing the terminal) is checkpointed, killed, and:
 //   - restored through the mount: its terminal descriptors are /dev/null;
+//   - restored by cp into shell-job/, typed into the shell: they are the
+//     shell's terminal, and cat echoes what is typed while the shell
+//     waits for a foreground job of its own;
 //   - restored with `ckptfs restore --shell-job` typed into the shell: it
 //     has the terminal again, in the foreground, echoes what is typed,
 //     and ends with Ctrl-D, giving the shell its terminal back.
@@ -54,6 +57,36 @@ func TestTerminalJob(t *testing.T) {
 		// Its standard input is /dev/null: cat reads its end and exits,
 		// where with the terminal it would wait.
 		waitGone(t, pid)
+	})
+
+	t.Run("mount shell-job", func(t *testing.T) {
+		status := m.path("shell-job", "cat")
+		// sleep keeps the shell from reading the terminal meanwhile:
+		// only the restored cat does.
+		sh.typeLine("cp " + img + " " + status + " && sleep 1000")
+		waitPid(t, pid)
+		defer killTree(t, pid)
+		sleeper := waitChild(t, sh.cmd.Process.Pid, "sleep")
+		defer killTree(t, sleeper)
+		data, err := os.ReadFile(status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out outcome
+		if err := json.Unmarshal(data, &out); err != nil || out.State != "running" || out.Root != pid || out.Terminal != sh.slave {
+			t.Fatalf("shell-job/cat: %s (%v), want running, root %d, terminal %s", data, err, pid, sh.slave)
+		}
+		defer killTree(t, out.Seed)
+		for fd := range 3 {
+			if got, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd)); err != nil || got != sh.slave {
+				t.Errorf("restored through shell-job/, fd %d is %q (%v), want the terminal %s", fd, got, err, sh.slave)
+			}
+		}
+		sh.typeLine("again")
+		sh.expect("again\r\nagain", cmdTimeout) // the echo, then cat's
+		killTree(t, pid)
+		killTree(t, sleeper)
+		sh.expect("$ ", cmdTimeout)
 	})
 
 	t.Run("shell-job", func(t *testing.T) {

@@ -32,7 +32,7 @@ func runRestore(args []string) error {
 		if _, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err != nil {
 			return fmt.Errorf("--shell-job: standard input is not a terminal: %w", err)
 		}
-		opt.Terminal = os.Stdin
+		opt.Terminal, opt.Foreground = os.Stdin, true
 	}
 	f := os.Stdin
 	if name != "-" {
