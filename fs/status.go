@@ -174,33 +174,42 @@ func renderStatus(pid int, v recordView, now time.Time, detail bool) []byte {
 	return append(data, '\n')
 }
 
+// FiguresOf are the figures of a checkpoint taken at taken, as far as its
+// Result tells them: the capture's. What becomes of the snapshot after
+// (how long it stays frozen, how it is read) is the holder's to add.
+// ckptfs checkpoint --stats prints them too.
+func FiguresOf(res *checkpoint.Result, taken time.Time) *SnapshotFigures {
+	return &SnapshotFigures{
+		Time: taken, Mode: res.Mode.String(),
+		Tasks: res.Tasks, Processes: res.Processes, Threads: res.Threads,
+		Bytes: res.Size, Pages: res.Pages, PageBytes: res.PageBytes,
+		CaptureMS: Millis(res.Capture),
+		FrozenMS:  Millis(res.Frozen),
+	}
+}
+
 // figures reports a snapshot as of now.
 func (st *snapStats) figures(now time.Time) *SnapshotFigures {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	res := st.res
-	fig := &SnapshotFigures{
-		Time: st.taken, Mode: res.Mode.String(),
-		Tasks: res.Tasks, Processes: res.Processes, Threads: res.Threads,
-		Bytes: res.Size, Pages: res.Pages, PageBytes: res.PageBytes,
-		CaptureMS:   millis(res.Capture),
-		Released:    st.released,
-		BytesRead:   st.bytesRead,
-		ReadThrough: st.readThrough,
-	}
+	fig := FiguresOf(st.res, st.taken)
+	fig.Released = st.released
+	fig.BytesRead = st.bytesRead
+	fig.ReadThrough = st.readThrough
 	until := now
 	if !st.released.IsZero() {
 		until = st.released
 	}
-	fig.FrozenMS = millis(until.Sub(st.frozenSince))
+	fig.FrozenMS = Millis(until.Sub(st.frozenSince))
 	if !st.firstRead.IsZero() {
-		fig.ReadMS = millis(st.lastRead.Sub(st.firstRead))
+		fig.ReadMS = Millis(st.lastRead.Sub(st.firstRead))
 	}
 	return fig
 }
 
-// millis is d in milliseconds, to the microsecond.
-func millis(d time.Duration) float64 {
+// Millis is d in milliseconds, to the microsecond: the unit of the
+// figures' durations.
+func Millis(d time.Duration) float64 {
 	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
 }
 

@@ -274,11 +274,13 @@ func frozenTime(b *testing.B, pid int) string {
 	if r.code != 0 {
 		b.Fatalf("checkpoint: %s", r)
 	}
-	_, ms, ok := strings.Cut(strings.TrimSpace(string(r.stderr)), "frozen_ms=")
-	if !ok {
-		b.Fatalf("no frozen time in %q", r.stderr)
+	var fig struct {
+		FrozenMS *float64 `json:"frozen_ms"`
 	}
-	return ms + " ms"
+	if err := json.Unmarshal(r.stderr, &fig); err != nil || fig.FrozenMS == nil {
+		b.Fatalf("no frozen time in %q (%v)", r.stderr, err)
+	}
+	return fmt.Sprintf("%.1f ms", *fig.FrozenMS)
 }
 
 // killOutcome kills the tree a restore made, by the pids it reported.

@@ -3,14 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/fs"
 )
 
 func runCheckpoint(args []string) error {
@@ -18,7 +21,7 @@ func runCheckpoint(args []string) error {
 	out := flags.StringP("output", "o", "-", "write the image to FILE (- for standard output)")
 	modeName := flags.String("mode", "auto", "how the tree is recorded: auto, container or subtree")
 	external := flags.String("external", "replace", externalHelp)
-	stats := flags.Bool("stats", false, "print how long the tree was frozen and how large the image is, on standard error")
+	stats := flags.Bool("stats", false, "print the snapshot's figures (tasks, bytes, pages, capture and frozen ms), as JSON on standard error")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
@@ -44,18 +47,7 @@ func runCheckpoint(args []string) error {
 			return err
 		}
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	// Ctrl-C ends the checkpoint and lets the tree run on.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
-	defer stop()
-	res, err := checkpoint.Write(ctx, w, pid, checkpoint.Options{Mode: mode, ReplaceExternal: replace})
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil && *stats {
-		fmt.Fprintf(os.Stderr, "ckptfs: checkpoint: %d tasks, %d bytes, %s mode, frozen_ms=%.1f\n",
-			res.Tasks, res.Size, res.Mode, float64(res.Frozen.Microseconds())/1000)
-	}
+	err = checkpointTo(pid, f, checkpoint.Options{Mode: mode, ReplaceExternal: replace}, *stats)
 	if f != os.Stdout {
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -65,6 +57,52 @@ func runCheckpoint(args []string) error {
 		}
 	}
 	return err
+}
+
+// checkpointTo freezes the subtree of pid, lays its image out and copies it
+// to f, as a reader of the mount's image file would, then lets the tree
+// run. A large image shows its progress on a terminal; stats prints the
+// snapshot's figures (those of the mount's status file) on standard error.
+func checkpointTo(pid int, f *os.File, opt checkpoint.Options, stats bool) error {
+	// Ctrl-C ends the checkpoint and lets the tree run on.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	defer stop()
+	start := time.Now()
+	l, err := checkpoint.Lay(ctx, pid, opt)
+	if err != nil {
+		return err
+	}
+	laid := time.Now()
+	// An interrupt while the image is copied closes the layout: the copy
+	// fails, and the tree runs on.
+	defer context.AfterFunc(ctx, l.Close)()
+	bar := newProgress("checkpoint", l.Size())
+	w := bufio.NewWriterSize(bar.writer(f), 1<<20)
+	n, err := l.WriteTo(w)
+	l.Close() // every byte is out of the tree: it runs on
+	released := time.Now()
+	if ctx.Err() != nil {
+		bar.end()
+		return fmt.Errorf("pid %d: interrupted after %d of %d bytes; the tree runs on", pid, n, l.Size())
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	bar.end()
+	if err != nil {
+		return err
+	}
+	if stats {
+		res := l.Result()
+		fig := fs.FiguresOf(res, start)
+		fig.FrozenMS = fs.Millis(res.Frozen + released.Sub(laid))
+		fig.Released = released
+		fig.BytesRead, fig.ReadMS, fig.ReadThrough = n, fs.Millis(released.Sub(laid)), true
+		enc := json.NewEncoder(os.Stderr)
+		enc.SetIndent("", "  ")
+		return enc.Encode(fig)
+	}
+	return nil
 }
 
 // createOutput opens path for the image, truncating it, and says whether

@@ -42,10 +42,16 @@ func runRestore(args []string) error {
 		}
 		defer f.Close()
 	}
+	size := int64(-1) // unknown, for a pipe: no progress bar
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	bar := newProgress("restore", size)
 	// Ctrl-C ends the restore; what it built is torn down.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
-	res, err := restart.Restore(ctx, bufio.NewReaderSize(f, 1<<20), opt)
+	res, err := restart.Restore(ctx, bufio.NewReaderSize(bar.reader(f), 1<<20), opt)
 	stop()
+	bar.end()
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
