@@ -18,12 +18,12 @@ import (
 
 // outcome is what restore/<name> reads after a restart.
 type outcome struct {
-	State string `json:"state"`
+	State    string `json:"state"`
 	Error    string `json:"error"`
 	Terminal string `json:"terminal"`
 	Root     int    `json:"root"`
-	Seed  int    `json:"seed"`
-	Tasks []struct {
+	Seed     int    `json:"seed"`
+	Tasks    []struct {
 		Image []int `json:"image"`
 		Now   []int `json:"now"`
 		Host  int   `json:"host"`
