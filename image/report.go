@@ -20,6 +20,35 @@ import (
 // resolved because the PIDS section is absent. SHARES lists what a process
 // shares with its parent (TaskFlags): "files", "fs", "files+fs" or "-".
 func WriteText(w io.Writer, img *Image, s Sections) error {
+	return (&Report{Image: img, Sections: s}).WriteText(w)
+}
+
+// WriteText writes the report WriteText writes for rep's image and, if it
+// has per-task detail, a section per task in TREE order, then the tree's
+// pipes, sockets and unlinked files with the descriptors that hold them:
+//
+//	task 812 (server): process, state S, 2 threads
+//	  process: cwd /srv, root /, umask 0022, nice 0, oom_score_adj 0
+//	  creds: uid 1000, gid 1000, groups 1000
+//	    cap eff 0000000000000000
+//	  rlimits: NOFILE 1024/524288 (soft/hard; the others default)
+//	  sched: SCHED_OTHER, nice 0
+//	  regs: rip 0x7f1c2a8e4d7f, rsp 0x7ffd51a1e0b8, in syscall 232 (epoll_wait), rax -4 (EINTR)
+//	  signals: blocked -
+//	    SIGTERM  0x55d0c0a2b1e0  SA_RESTORER|SA_RESTART  mask -
+//	  memory: 31 mappings, 2051 pages (8M) in the image; exe /usr/bin/server, brk 0x55d0c1e3f000
+//	    START         END           SIZE  PROT  KIND  PAGES  BYTES  OFFSET  PATH
+//	    55d0c0a1b000  55d0c0a3c000  132K  r--p  file  -      -      0       /usr/bin/server
+//	  fds: 5
+//	    FD  KIND  FLAGS     POS  WHAT
+//	    4   pipe  O_RDONLY  0    pipe:[31337]: 12 of 65536 bytes queued; also 813:1 (write)
+//
+// A thread shows only its own state (registers, signal mask, scheduling,
+// and its creds where they differ from its leader's). The memory map
+// counts, per mapping, the pages the image holds; resource limits at the
+// kernel's defaults are left out.
+func (rep *Report) WriteText(w io.Writer) error {
+	img, s := rep.Image, rep.Sections
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "sections: %s\n", s)
 	if s.Has(SecHeader) {
@@ -55,6 +84,9 @@ func WriteText(w io.Writer, img *Image, s Sections) error {
 	}
 	if s.Has(SecTree) {
 		writeTasks(tw, img, s)
+	}
+	if rep.Details != nil {
+		writeDetails(tw, rep)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

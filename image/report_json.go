@@ -15,6 +15,10 @@ type (
 		PidNS    []jsonNS    `json:"pidns,omitempty"`
 		Pids     []jsonPid   `json:"pids,omitempty"`
 		Tasks    []jsonTask  `json:"tasks,omitempty"`
+		// The tree's shared objects, with per-task detail only.
+		Pipes   []PipeObject   `json:"pipes,omitempty"`
+		Sockets []SocketObject `json:"sockets,omitempty"`
+		Files   []FileObject   `json:"files,omitempty"`
 	}
 	jsonHeader struct {
 		Version       uint32 `json:"version"`
@@ -47,6 +51,10 @@ type (
 		State    *string  `json:"state,omitempty"`
 		ExitCode *int32   `json:"exit_code,omitempty"`
 		Comm     *string  `json:"comm,omitempty"`
+		// The task's per-task records, when the report has them: their
+		// keys ("process", "memory", "fds", "signals", "regs", ...) join
+		// the task's own.
+		*TaskDetail
 	}
 	jsonTag struct {
 		Tag Tag `json:"tag"`
@@ -70,30 +78,50 @@ type (
 // {"tag": N}. "shares" lists what a process shares with its parent
 // ("files", "fs"), and is left out when it shares nothing.
 func WriteJSON(w io.Writer, img *Image, s Sections) error {
-	rep := jsonReport{Sections: strings.Split(s.String(), "+")}
+	return (&Report{Image: img, Sections: s}).WriteJSON(w)
+}
+
+// WriteJSON writes the JSON report of WriteJSON for rep's image and, if
+// it has per-task detail, adds each task's (TaskDetail: "process",
+// "rlimits", "memory", "fds", "signals", "creds", "sched", "rseq",
+// "futex", "regs", "unknown_records") to its entry of "tasks", and the
+// tree's shared objects at the top:
+//
+//	"pipes":   [{"ino", "size", "queued", "held_by": [{"pid", "fd", "access"}]}],
+//	"sockets": [{"ino", "peer", "type", "shutdown", "sndbuf", "rcvbuf",
+//	             "peek_off", "messages", "queued", "held_by"}],
+//	"files":   [{"dev", "ino", "name", "memfd", "mode", "uid", "gid",
+//	             "seals", "size", "carried", "held_by"}]
+//
+// For example, the bytes queued in the pipes of process 812:
+//
+//	jq '.tasks[] | select(.pid == [812]) | .fds[] | select(.pipe) | {fd, queued: .pipe.queued}'
+func (rep *Report) WriteJSON(w io.Writer) error {
+	img, s := rep.Image, rep.Sections
+	out := jsonReport{Sections: strings.Split(s.String(), "+")}
 	if s == 0 {
-		rep.Sections = []string{}
+		out.Sections = []string{}
 	}
 	if s.Has(SecHeader) {
 		h := &img.Header
-		rep.Header = &jsonHeader{
+		out.Header = &jsonHeader{
 			Version: h.Version, Arch: ArchName(h.Arch), PageSize: h.PageSize, Mode: h.Mode.String(),
 			XSaveSize: h.XSaveSize, XSaveFeatures: h.XSaveFeatures, Time: h.Time, Kernel: h.Kernel,
 		}
 	}
 	if s.Has(SecPids) {
 		levels := nsLevels(&img.Pids)
-		rep.PidNS = make([]jsonNS, len(img.Pids.NS))
+		out.PidNS = make([]jsonNS, len(img.Pids.NS))
 		for i, ns := range img.Pids.NS {
-			rep.PidNS[i] = jsonNS{Tag: Tag(i + 1), Parent: ns.Parent, Level: levels[i+1]}
+			out.PidNS[i] = jsonNS{Tag: Tag(i + 1), Parent: ns.Parent, Level: levels[i+1]}
 		}
-		rep.Pids = make([]jsonPid, len(img.Pids.Pids))
+		out.Pids = make([]jsonPid, len(img.Pids.Pids))
 		for i, p := range img.Pids.Pids {
 			jp := jsonPid{Tag: Tag(i + 1), Numbers: make([]int32, len(p.Levels)), NS: make([]Tag, len(p.Levels))}
 			for k, l := range p.Levels {
 				jp.Numbers[k], jp.NS[k] = l.Nr, l.NS
 			}
-			rep.Pids[i] = jp
+			out.Pids[i] = jp
 		}
 	}
 	if s.Has(SecTree) {
@@ -106,9 +134,9 @@ func WriteJSON(w io.Writer, img *Image, s Sections) error {
 			case !s.Has(SecPids) || int(tag) > len(img.Pids.Pids):
 				return jsonTag{tag}
 			}
-			return rep.Pids[tag-1].Numbers
+			return out.Pids[tag-1].Numbers
 		}
-		rep.Tasks = make([]jsonTask, len(img.Tree.Tasks))
+		out.Tasks = make([]jsonTask, len(img.Tree.Tasks))
 		for i, t := range img.Tree.Tasks {
 			jt := jsonTask{Pid: ref(t.Pid), PPid: ref(t.PPid), TGid: ref(t.TGid),
 				PGid: ref(t.PGid), Sid: ref(t.Sid), Depth: t.Depth, Shares: t.Flags.Names()}
@@ -120,10 +148,14 @@ func WriteJSON(w io.Writer, img *Image, s Sections) error {
 				state := string(rune(ts.State))
 				jt.State, jt.ExitCode, jt.Comm = &state, &ts.ExitCode, &ts.Comm
 			}
-			rep.Tasks[i] = jt
+			if i < len(rep.Details) {
+				jt.TaskDetail = &rep.Details[i]
+			}
+			out.Tasks[i] = jt
 		}
 	}
+	out.Pipes, out.Sockets, out.Files = rep.Pipes, rep.Sockets, rep.Files
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
+	return enc.Encode(out)
 }

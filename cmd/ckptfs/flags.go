@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
@@ -27,11 +28,18 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	if !errors.Is(err, pflag.ErrHelp) {
 		return err
 	}
+	var helps []string
 	for _, c := range commands {
 		if c.name == fs.Name() {
-			fmt.Fprintf(os.Stdout, "usage: ckptfs %s %s\n\n%s.\n", c.name, c.args, c.help)
+			lead := "usage:"
+			if len(helps) > 0 {
+				lead = "   or:"
+			}
+			fmt.Fprintf(os.Stdout, "%s ckptfs %s %s\n", lead, c.name, c.args)
+			helps = append(helps, c.help)
 		}
 	}
+	fmt.Fprintf(os.Stdout, "\n%s.\n", strings.Join(helps, "; "))
 	if fs.HasFlags() {
 		fmt.Fprintf(os.Stdout, "\nflags:\n%s", fs.FlagUsages())
 	}
