@@ -49,7 +49,11 @@ type guard struct {
 	probed bool   // mask is the one the task returns to (see call)
 	inCall bool   // parked at a call's exit stop, not at the first stop
 	held   [][128]byte
-	stuck  bool // the watchdog sent SIGSTOP
+	stuck  bool   // the watchdog sent SIGSTOP
+	xs     []byte // the task's FPU state
+	// copyFrame, for GuardFork, is where the frame of a copy the task
+	// forks goes (see Fork); 0 otherwise.
+	copyFrame uint64
 }
 
 // Guard prepares thread tid of space, stopped in a PTRACE_INTERRUPT stop
@@ -58,6 +62,16 @@ type guard struct {
 // (rt_sigreturn would check the frame against it) and no seccomp filter
 // (which might refuse the calls). Restore ends the calls.
 func Guard(sp *Space, tid int) (*Task, error) {
+	return guardTask(sp, tid, false)
+}
+
+// GuardFork is Guard for a task that will fork a Copy of its process: its
+// scratch area has room for the copy's own frame too (see Fork).
+func GuardFork(sp *Space, tid int) (*Task, error) {
+	return guardTask(sp, tid, true)
+}
+
+func guardTask(sp *Space, tid int, fork bool) (*Task, error) {
 	t := &Task{Tid: tid, Site: sp.entry - uint64(len(syscallInsn))}
 	if err := unix.PtraceGetRegs(tid, &t.Saved); err != nil {
 		return nil, os.NewSyscallError("ptrace(GETREGS)", err)
@@ -74,11 +88,18 @@ func Guard(sp *Space, tid int) (*Task, error) {
 		return nil, err
 	}
 	dataOff, size := frameLayout(len(xs))
+	frameSize := size
+	if fork {
+		size += frameSize // the copy's frame follows the data area
+	}
 	base, err := sp.area(t.Saved.Rsp, size)
 	if err != nil {
 		return nil, fmt.Errorf("pid %d: %w", tid, err)
 	}
-	g := &guard{t: t, sp: sp, base: base, data: base + uint64(dataOff), mask: mask, saved: make([]byte, size)}
+	g := &guard{t: t, sp: sp, base: base, data: base + uint64(dataOff), mask: mask, saved: make([]byte, size), xs: xs}
+	if fork {
+		g.copyFrame = base + uint64(frameSize)
+	}
 	if err := ReadMem(tid, base, g.saved); err != nil {
 		return nil, fmt.Errorf("pid %d: read scratch area at %#x: %w", tid, base, err)
 	}
