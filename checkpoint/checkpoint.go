@@ -44,6 +44,14 @@ type Result struct {
 	// Capture is how long the checkpoint took from its start (the freeze
 	// begins) until the image was written (Write) or laid out (Lay).
 	Capture time.Duration
+	// Copies counts the processes whose pages are read from a
+	// copy-on-write copy of their memory (Lay: copy.go), Held those kept
+	// frozen until their image is read instead, and CopiedBytes the page
+	// bytes read while the tree was frozen, from processes too small for
+	// a copy and from mappings a copy does not share.
+	Copies      int
+	Held        int
+	CopiedBytes int64
 	// Members lists the tasks of the tree and the credentials they had, so
 	// that access to the image can be checked again for a later reader.
 	Members []Member

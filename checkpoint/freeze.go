@@ -292,6 +292,16 @@ func (f *frozen) detach(tid int) {
 	})
 }
 
+// letGo lets go of the tasks of the processes keep says to (by tgid), and
+// keeps the tracer, which copies of the tree's memory need (copy.go).
+func (f *frozen) letGo(keep func(tgid int) bool) {
+	for _, t := range f.tasks {
+		if f.seized[t.tid] && keep(t.tgid) {
+			f.detach(t.tid)
+		}
+	}
+}
+
 // thaw lets every task go and ends the tracer. A task the tracer could not
 // detach (one left running by a call that never came back) is let go by the
 // tracer thread's exit, the same way a daemon's death would.

@@ -35,11 +35,13 @@ import (
 // the caller's buffer, so the image is produced at the rate its memory can
 // be read, and random access (two readers, dd, tar) works as on a file.
 //
-// The price is that the tree stays frozen until Close, which a filesystem
-// calls when the last reader is gone (CRIU likewise keeps a tree stopped
-// while it dumps it). If a process of the tree vanishes meanwhile (it was
-// killed), reads fail with ErrGone and the rest of the tree is thawed at
-// once.
+// Reading pages from the tree would keep it frozen until the last reader
+// is gone (CRIU likewise keeps a tree stopped while it dumps it). Instead,
+// Lay gives each process whose pages are deferred a copy-on-write copy of
+// its memory before it lets the tree run on (copy.go); only a process
+// that cannot be given one stays frozen until Thaw or Close. If a process
+// held that way, or a copy, vanishes meanwhile (it was killed), reads fail
+// with ErrGone and the rest of the tree is thawed at once.
 //
 // The TAIL carries a CRC32C of everything before it. Readers checksum
 // what they read in pieces, anywhere and in parallel (PieceOf), and Sum
@@ -72,12 +74,21 @@ type Layout struct {
 	crcOff  int64
 	tail    []byte // the TAIL record, once the checksum is known
 	err     error  // sticky: a process vanished, or Close was called
-	stop    int    // eventfd that stops the watch, -1 once it ended
 
 	thawed atomic.Bool
 	thaw   sync.Once
 	failed chan struct{} // closed when a process vanished
 	fail1  sync.Once
+
+	opt        *Options
+	copies     map[int]*memCopy // by process: where its deferred pages are read
+	held       map[int]bool     // processes frozen until Thaw: no copy could be made
+	released   time.Time        // when every process was let go by Lay; zero if some are held
+	stopHeld   func()           // ends the watch over the held processes
+	stopCopies func()           // ends the watch over the copies
+	stopPoll   chan struct{}    // ends pollCopies
+	budget     budget           // what the snapshot duplicates (copy_limit.go)
+	closed     sync.Once
 }
 
 type segKind uint8
@@ -107,7 +118,7 @@ func Lay(ctx context.Context, root int, opt Options) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &layoutBuilder{l: &Layout{f: f, tailOff: -1}}
+	b := &layoutBuilder{l: &Layout{f: f, tailOff: -1, budget: budget{limit: opt.copyLimit()}}}
 	res, err := write(ctx, b, f, &opt)
 	if err == nil && (b.l.tailOff < 0 || res.Size != b.off) {
 		err = fmt.Errorf("checkpoint: layout of %d bytes for an image of %d", b.off, res.Size)
@@ -117,13 +128,23 @@ func Lay(ctx context.Context, root int, opt Options) (*Layout, error) {
 		return nil, err
 	}
 	res.Frozen = f.frozenFor()
-	res.Capture = time.Since(start)
 	l := b.l
-	l.res, l.size = res, res.Size
+	l.res, l.size, l.opt = res, res.Size, &opt
 	l.failed = make(chan struct{})
-	if err := l.watch(); err != nil {
+	if err := l.letGo(ctx, &opt); err != nil {
+		l.endCopies()
 		f.thaw()
 		return nil, err
+	}
+	res.Capture = time.Since(start)
+	if err := l.watch(); err != nil {
+		l.endCopies()
+		f.thaw()
+		return nil, err
+	}
+	l.stopPoll = make(chan struct{})
+	if len(l.copies) > 0 {
+		go l.pollCopies(l.stopPoll)
 	}
 	fault.Point("checkpoint-laid")
 	return l, nil
@@ -135,17 +156,23 @@ func (l *Layout) Result() *Result { return l.res }
 // Size is the image's size in bytes.
 func (l *Layout) Size() int64 { return l.size }
 
-// Thaw lets the tree run. The image's pages can no longer be read after
-// it, but the rest can: the small records, and the TAIL once Complete.
+// Released is when Lay let the whole tree run on, every process's pages
+// being copied; zero if some process is held frozen until Thaw.
+func (l *Layout) Released() time.Time { return l.released }
+
+// Thaw lets the processes still held run. Their pages can no longer be read
+// after it, but the rest can: the small records, the pages of processes
+// that have a copy, and the TAIL once Complete.
 func (l *Layout) Thaw() {
 	l.thaw.Do(func() {
 		l.thawed.Store(true)
-		l.stopWatch()
-		l.f.thaw()
+		l.stopHeld()
+		l.f.letGo(func(int) bool { return true })
 	})
 }
 
-// Close thaws the tree. Reads after Close fail.
+// Close lets the tree run and ends the copies of its memory. Reads after
+// Close fail.
 func (l *Layout) Close() {
 	l.mu.Lock()
 	if l.err == nil {
@@ -153,6 +180,12 @@ func (l *Layout) Close() {
 	}
 	l.mu.Unlock()
 	l.Thaw()
+	l.closed.Do(func() {
+		close(l.stopPoll)
+		l.stopCopies()
+		l.endCopies()
+		l.f.thaw() // and ends the tracer
+	})
 }
 
 // Complete reports whether the whole image has been read in order (the
@@ -199,40 +232,74 @@ func (l *Layout) failRead(err error) error {
 	return l.fail(err)
 }
 
-// watch notices a process of the frozen tree that dies (SIGKILL is the one
-// signal a stopped task cannot hold off): the image fails at once, the
-// rest of the tree is let go, and its tracer (this process) no longer holds
-// the dead process's pid from its parent.
+// watch notices a held process of the tree, or a copy, that dies
+// (SIGKILL is the one signal a stopped task cannot hold off): the image
+// fails at once, the rest of the tree is let go, and its tracer (this
+// process) no longer holds the dead process's pid from its parent.
 func (l *Layout) watch() error {
+	var held, copies []int
+	for pid := range l.held {
+		held = append(held, pid)
+	}
+	for _, mc := range l.copies {
+		copies = append(copies, mc.c.Tid)
+	}
+	var err error
+	l.stopHeld, err = watchPids(held, func(pid int) {
+		l.fail(taskErr(pid, "frozen for an image", ErrGone))
+	})
+	if err != nil {
+		return err
+	}
+	l.stopCopies, err = watchPids(copies, func(pid int) {
+		for _, mc := range l.copies {
+			if mc.c.Tid == pid {
+				l.fail(taskErr(mc.tgid, fmt.Sprintf("its memory's copy %d", pid), ErrGone))
+			}
+		}
+	})
+	if err != nil {
+		l.stopHeld()
+		return err
+	}
+	return nil
+}
+
+// watchPids calls gone, once, with the first of pids found to have died,
+// until stop is called. stop returns once the watch has ended; gone may
+// call it.
+func watchPids(pids []int, gone func(pid int)) (stop func(), err error) {
+	if len(pids) == 0 {
+		return func() {}, nil
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
-		return os.NewSyscallError("eventfd", err)
+		return nil, os.NewSyscallError("eventfd", err)
 	}
 	fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
-	pids := []int{0}
+	var mu sync.Mutex // held to close fds, and to write efd while it is open
+	open := true
 	closeAll := func() {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, p := range fds {
 			unix.Close(int(p.Fd))
 		}
+		open = false
 	}
-	seen := make(map[int]bool)
-	for _, t := range l.f.tasks {
-		if !l.f.seized[t.tid] || seen[t.tgid] {
-			continue
-		}
-		seen[t.tgid] = true
-		fd, err := unix.PidfdOpen(t.tgid, 0)
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
 		if err != nil {
 			closeAll()
-			return taskErr(t.tgid, "watch", os.NewSyscallError("pidfd_open", err))
+			return nil, taskErr(pid, "watch", os.NewSyscallError("pidfd_open", err))
 		}
 		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-		pids = append(pids, t.tgid)
 	}
-	l.stop = efd
+	ended := make(chan struct{})
 	go func() {
-		gone := 0
-		for gone == 0 {
+		died := 0
+	poll:
+		for {
 			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
 				break
 			}
@@ -241,31 +308,27 @@ func (l *Layout) watch() error {
 			}
 			for i := 1; i < len(fds); i++ {
 				if fds[i].Revents != 0 {
-					gone = pids[i]
-					break
+					died = pids[i-1]
+					break poll
 				}
 			}
 		}
-		l.mu.Lock()
-		l.stop = -1
 		closeAll()
-		l.mu.Unlock()
-		if gone != 0 {
-			l.fail(taskErr(gone, "frozen for an image", ErrGone))
+		close(ended)
+		if died != 0 {
+			gone(died)
 		}
 	}()
-	return nil
-}
-
-// stopWatch ends the watch, if it still runs.
-func (l *Layout) stopWatch() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stop >= 0 {
-		var one [8]byte
-		one[0] = 1
-		unix.Write(l.stop, one[:])
-	}
+	return func() {
+		mu.Lock()
+		if open {
+			var one [8]byte
+			one[0] = 1
+			unix.Write(efd, one[:])
+		}
+		mu.Unlock()
+		<-ended
+	}, nil
 }
 
 // ReadAt reads the image's bytes at off into p. It returns io.EOF only
@@ -319,6 +382,12 @@ func (l *Layout) fill(p []byte, off int64) error {
 		case segLiteral:
 			copy(dst, l.lit[s.lit+skip:])
 		case segPages:
+			if mc := l.copies[s.pid]; mc != nil {
+				if err := mc.read(dst, s.addr+uint64(skip)); err != nil {
+					return err
+				}
+				break
+			}
 			if l.thawed.Load() {
 				return errThawed
 			}
@@ -458,6 +527,8 @@ func (b *layoutBuilder) Write(p []byte) (int, error) {
 }
 
 func (b *layoutBuilder) process(pid int) { b.pid = pid }
+
+func (b *layoutBuilder) readFrozen(n int64) bool { return b.l.budget.take(n) }
 
 func (b *layoutBuilder) DeferPages(addr uint64, n int64) error {
 	if b.pid == 0 {

@@ -19,10 +19,18 @@ import (
 	"github.com/ckptfs/ckptfs/internal/testenv"
 )
 
-// lay lays out the subtree of pid, closing the layout at cleanup.
+// lay lays out the subtree of pid, kept frozen until Thaw (Options.Hold),
+// closing the layout at cleanup.
 func lay(t *testing.T, pid int) *Layout {
 	t.Helper()
-	l, err := Lay(context.Background(), pid, Options{})
+	return layWith(t, pid, Options{Hold: true})
+}
+
+// layWith lays out the subtree of pid with opt, closing the layout at
+// cleanup.
+func layWith(t *testing.T, pid int, opt Options) *Layout {
+	t.Helper()
+	l, err := Lay(context.Background(), pid, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

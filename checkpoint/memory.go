@@ -274,17 +274,21 @@ func (p *pageWriter) runs(mm *image.MM, fn func(v *image.VMA, start uint64, n in
 }
 
 // pageDeferrer is the sink of an image being laid out (layout.go): it is
-// told whose memory the pages deferred next belong to.
+// told whose memory the pages deferred next belong to, and asked for room
+// for pages read while the tree is frozen (copy_limit.go).
 type pageDeferrer interface {
 	image.Deferrer
 	process(pid int)
+	readFrozen(n int64) bool
 }
 
-// lay records where each run of pages goes in the image, to be read from
-// the frozen task when the image is read. Pages of shared mappings are the
-// exception, read now: a process outside the tree may write them while
-// the tree stays frozen, and every reader of an image must get the same
-// bytes.
+// lay records where each run of pages goes in the image, to be read when
+// the image is read (from a copy of the process's memory, or from the
+// process held frozen: copy.go). Pages of shared mappings are the
+// exception, read now, while the tree is frozen: a copy shares them with
+// the process, a process outside the tree may write them whenever, and
+// every reader of an image must get the same bytes. They count against
+// the snapshot's limit on duplicated memory (copy_limit.go).
 func (p *pageWriter) lay(w *image.Writer, d pageDeferrer, mm *image.MM) error {
 	d.process(p.pid)
 	var buf []byte
@@ -297,6 +301,10 @@ func (p *pageWriter) lay(w *image.Writer, d pageDeferrer, mm *image.MM) error {
 		if v.Flags&image.VMAShared == 0 {
 			return w.WritePagesLater(start, n)
 		}
+		if !d.readFrozen(int64(n)) {
+			return fmt.Errorf("shared mapping %#x-%#x (%s): its pages are read while the tree is frozen, which would go over the snapshot's limit on duplicated memory: %w",
+				v.Start, v.End, vmaName(v), ErrCopyLimit)
+		}
 		if buf == nil {
 			buf = pageBuffers.Get().([]byte)
 		}
@@ -306,4 +314,12 @@ func (p *pageWriter) lay(w *image.Writer, d pageDeferrer, mm *image.MM) error {
 		}
 		return w.WritePages(start, run)
 	})
+}
+
+// vmaName names a mapping for an error: its path, or what it is.
+func vmaName(v *image.VMA) string {
+	if v.Path != "" {
+		return v.Path
+	}
+	return "anonymous"
 }

@@ -55,6 +55,23 @@ type Options struct {
 	ReplaceExternal bool
 	// StopTimeout bounds the wait for one task to stop; default 5 s.
 	StopTimeout time.Duration
+	// CopyLimit bounds the memory a laid-out snapshot duplicates (pages
+	// read while the tree is frozen, pages the tree writes that its
+	// copies still share: copy_limit.go); 0 is DefaultCopyLimit.
+	CopyLimit int64
+	// Hold keeps a laid-out tree frozen until Thaw, its pages read from
+	// the tree itself as they are read, instead of copying them so that
+	// the tree runs on at once (Lay, copy.go).
+	Hold bool
+	// Logf, when set, is told what a checkpoint chose that its result
+	// does not say (a process kept frozen, and why).
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) logf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
 }
 
 func (o *Options) stopTimeout() time.Duration {

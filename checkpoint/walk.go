@@ -38,6 +38,9 @@ func walk(root int) ([]taskRef, error) {
 			return err
 		}
 		for _, kid := range kids {
+			if IsCopy(kid) || lostCopy(kid) {
+				continue // a snapshot's copy of pid's memory: not the tree's
+			}
 			if err := visit(kid); err != nil && !gone(err) {
 				return err
 			}

@@ -39,7 +39,8 @@ func (s *snapshotter) start(access *checkpoint.Access) *capture {
 	c := &capture{done: make(chan struct{}), cancel: cancel, owner: access}
 	s.flight = c
 	s.rec.freezing(time.Now())
-	opt := checkpoint.Options{Mode: s.cfg.Mode, Allow: access.Allow, ReplaceExternal: s.cfg.ReplaceExternal}
+	opt := checkpoint.Options{Mode: s.cfg.Mode, Allow: access.Allow, ReplaceExternal: s.cfg.ReplaceExternal,
+		CopyLimit: max(s.cfg.CopyLimit, 0), Hold: s.cfg.Hold, Logf: s.cfg.Logger.Printf}
 	go s.run(ctx, c, opt)
 	return c
 }

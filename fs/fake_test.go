@@ -50,6 +50,10 @@ type fakeLayout struct {
 	gate     chan struct{}
 	blocked  chan int64
 
+	// released: the tree ran on once laid out, its pages copied (zero:
+	// it is held frozen, as without copies).
+	released time.Time
+
 	mu       sync.Mutex
 	err      error // what Err says once failed is closed
 	complete bool
@@ -82,6 +86,7 @@ func (l *fakeLayout) gated(off int64) chan struct{} {
 }
 
 func (l *fakeLayout) Result() *checkpoint.Result { return l.res }
+func (l *fakeLayout) Released() time.Time        { return l.released }
 func (l *fakeLayout) Size() int64                { return int64(len(l.data)) }
 
 func (l *fakeLayout) ReadAt(p []byte, off int64) (int, error) {

@@ -41,10 +41,17 @@ type Config struct {
 	AllowOther      bool // let other users in (their requests are checked)
 	Debug           bool // log every FUSE request
 	// Grace keeps a snapshot after its last use so that one tool's stat,
-	// open and read of the three files see the same checkpoint. Its tree
-	// stays frozen that long too, unless its image was read through
-	// (see snapshot).
-	Grace  time.Duration
+	// open and read of the three files see the same checkpoint. (With
+	// Hold, its tree stays frozen that long too, unless its image was read
+	// through: see snapshot.)
+	Grace time.Duration
+	// CopyLimit bounds the memory a snapshot duplicates (see
+	// checkpoint.Options.CopyLimit); 0 or less is checkpoint's default.
+	CopyLimit int64
+	// Hold keeps a tree frozen while its image may be read, its pages read
+	// from it, instead of letting it run on at once over a copy of its
+	// memory (checkpoint.Options.Hold).
+	Hold   bool
 	Logger *log.Logger
 }
 

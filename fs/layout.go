@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"time"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 )
@@ -17,6 +18,7 @@ type layout interface {
 	PieceOf(p []byte, off int64) checkpoint.Piece
 	Sum(pc checkpoint.Piece)
 	Complete() bool
+	Released() time.Time
 	Thaw()
 	Close()
 	Failed() <-chan struct{}

@@ -10,6 +10,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 	"github.com/ckptfs/ckptfs/restart"
 )
@@ -51,6 +52,18 @@ func (r *root) OnAdd(ctx context.Context) {
 	}
 }
 
+// isRestoreDir reports whether name is one of restoreDirs. (Only those:
+// go-fuse also keeps the inodes of process directories looked up before,
+// which may be of a process gone whose pid is now another's.)
+func isRestoreDir(name string) bool {
+	for _, d := range restoreDirs {
+		if d.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // restoreDirs are the directories an image is written into to restore it.
 var restoreDirs = []struct {
 	name     string
@@ -81,6 +94,9 @@ func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	}
 	entries := make([]fuse.DirEntry, 0, len(pids)+1)
 	for _, pid := range pids {
+		if checkpoint.IsCopy(pid) {
+			continue // a snapshot's copy of a process's memory: not a process to checkpoint
+		}
 		entries = append(entries, fuse.DirEntry{
 			Name: strconv.Itoa(pid), Mode: fuse.S_IFDIR, Ino: pidIno(pid, kindDir),
 		})
@@ -94,14 +110,15 @@ func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 var _ = (gofs.NodeLookuper)((*root)(nil))
 
 func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if ch := r.GetChild(name); ch != nil {
+	if isRestoreDir(name) {
+		ch := r.GetChild(name)
 		var attr fuse.AttrOut
 		ch.Operations().(gofs.NodeGetattrer).Getattr(ctx, nil, &attr)
 		out.Attr = attr.Attr
 		return ch, 0
 	}
 	pid, err := strconv.Atoi(name)
-	if err != nil || pid <= 0 || strconv.Itoa(pid) != name {
+	if err != nil || pid <= 0 || strconv.Itoa(pid) != name || checkpoint.IsCopy(pid) {
 		return nil, syscall.ENOENT
 	}
 	key, st, ok := lookupProcess(pid)

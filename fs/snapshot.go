@@ -333,6 +333,12 @@ func (s *snapshotter) install(lay layout, laid time.Time, pins int) *snapshot {
 	}
 	s.cur = snap
 	s.rec.taken(snap.stats)
+	if at := lay.Released(); !at.IsZero() {
+		// Its tree runs on already, its pages copied: the snapshot lives
+		// on as any other, only no longer frozen.
+		snap.stats.release(at, false)
+		s.rec.released(snap.stats, at)
+	}
 	go func() {
 		select {
 		case <-lay.Failed():

@@ -43,6 +43,47 @@ func graceArgs(d string) []string {
 	return nil
 }
 
+// holdArgs makes a mount keep a tree frozen while its image may be read,
+// its pages read from the tree itself (--cow-limit=0), as the cases that
+// kill the daemon within that window need.
+func holdArgs() []string { return []string{"--cow-limit", "0"} }
+
+// reapLostCopies starts a daemon, which reaps as it starts the copies of
+// processes' memory a daemon killed earlier left as zombies in their
+// trees (checkpoint.ReapLostCopies): a tree is whole again only then. It
+// first waits for the copies in s's tree to have exited: let go by the
+// daemon's death, each still has to run into its exit.
+func reapLostCopies(t *testing.T, s *sentinel) {
+	t.Helper()
+	for deadline := time.Now().Add(settleTimeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if extra := len(subtree(s.pid)) - len(s.tasks); extra <= 0 || lostCopies(s.tasks) == extra {
+			break
+		}
+	}
+	testMount(t)
+}
+
+// lostCopies counts the children of the tree's tasks that are copies a dead
+// daemon let go: zombies with exit signal 0 and exit status 0x43
+// (inject.CopyExit).
+func lostCopies(tasks []taskID) int {
+	n := 0
+	for _, tk := range tasks {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", tk.tgid, tk.tid))
+		for _, c := range strings.Fields(string(data)) {
+			b, err := os.ReadFile("/proc/" + c + "/stat")
+			if err != nil {
+				continue
+			}
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+			if len(f) > 49 && f[0] == "Z" && f[35] == "0" && f[49] == strconv.Itoa(0x43<<8) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // faultEnv arms a fault point (internal/fault) in the daemon.
 func faultEnv(point string) []string {
 	return []string{"CKPTFS_FAULT=" + point}
@@ -70,12 +111,12 @@ func expectFaultDeath(t *testing.T, m *mount, point string, r result) {
 
 // ---- checkpoint side ----
 
-// TestCrashStatOnly: a stat of the image freezes the tree for the grace
-// period; the daemon is killed while it is frozen.
+// TestCrashStatOnly: with copies off, a stat of the image freezes the tree
+// for the grace period; the daemon is killed while it is frozen.
 func TestCrashStatOnly(t *testing.T) {
 	requireEnv(t)
 	s := startSentinel(t)
-	m := testMountWith(t, nil, graceArgs("10s")...)
+	m := testMountWith(t, nil, append(graceArgs("10s"), holdArgs()...)...)
 	if _, err := os.Stat(m.path(s.pid, "image")); err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +128,11 @@ func TestCrashStatOnly(t *testing.T) {
 	s.checkpointAgain(t)
 }
 
-// TestCrashDuringRead kills the daemon after a part of the image was read
-// (the tree frozen, its pages read from it as the reader asks), after it
-// was read through with the file still open, and in the grace period
-// after it was read through and closed (the tree already running, the
-// snapshot still kept). The reader's next read fails.
+// TestCrashDuringRead kills the daemon, copies off, after a part of the
+// image was read (the tree frozen, its pages read from it as the reader
+// asks), after it was read through with the file still open, and in the
+// grace period after it was read through and closed (the tree already
+// running, the snapshot still kept). The reader's next read fails.
 func TestCrashDuringRead(t *testing.T) {
 	requireEnv(t)
 	for _, c := range []struct {
@@ -112,6 +153,7 @@ func TestCrashDuringRead(t *testing.T) {
 			if c.close {
 				args = graceArgs("10s")
 			}
+			args = append(args, holdArgs()...)
 			m := testMountWith(t, nil, args...)
 			f, err := os.Open(m.path(s.pid, "image"))
 			if err != nil {
@@ -152,6 +194,47 @@ func TestCrashDuringRead(t *testing.T) {
 	}
 }
 
+// TestCrashWithCopies kills the daemon while the sentinel's image is read
+// from copies of its processes' memory, the tree running on: the tree is
+// unharmed, and the copies, let go, exit at once; they remain zombies of
+// their processes (invisible to wait without __WALL) until the next daemon
+// starts and has their processes reap them.
+func TestCrashWithCopies(t *testing.T) {
+	requireEnv(t)
+	s := startSentinel(t)
+	m := testMountWith(t, nil, graceArgs("10s")...)
+	f, err := os.Open(m.path(s.pid, "image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := readImageBounded(t, f, fi.Size()/10, cmdTimeout); err != nil {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	assertRunning(t, "with its image being read from copies", s.tasks)
+	if copies := len(subtree(s.pid)) - len(s.tasks); copies == 0 {
+		t.Fatal("no copy of the sentinel's memory while its image is read: the case proves nothing")
+	}
+	m.kill(t)
+	var lost int
+	for deadline := time.Now().Add(settleTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if lost = lostCopies(s.tasks); lost == len(subtree(s.pid))-len(s.tasks) {
+			break
+		}
+	}
+	if lost == 0 || lost != len(subtree(s.pid))-len(s.tasks) {
+		t.Errorf("after the daemon's death the tree has %d tasks beside its own %d, of which %d are copies let go",
+			len(subtree(s.pid))-len(s.tasks), len(s.tasks), lost)
+	}
+	reapLostCopies(t, s)
+	s.assertUnharmed(t, "daemon killed while the image was read from copies")
+	s.checkpointAgain(t)
+}
+
 // checkpointFaultPoints are the instants of a checkpoint the daemon can be
 // killed at (see internal/fault and internal/inject/guard.go). The guard's
 // points are reached once per task (the sentinel has 6: the first, a
@@ -177,7 +260,9 @@ func checkpointFaultPoints() []string {
 			points = append(points, fmt.Sprintf("%s:%d", p.name, n))
 		}
 	}
-	return append(points, "checkpoint-laid")
+	// A copy of each large process's memory is forked, then the tree
+	// runs on.
+	return append(points, "fork-forked:1", "fork-stopped:1", "checkpoint-copied", "checkpoint-laid")
 }
 
 // TestCrashAtFaultPoint kills the daemon at each instant of a checkpoint:
@@ -193,6 +278,7 @@ func TestCrashAtFaultPoint(t *testing.T) {
 			if r.err == nil {
 				t.Errorf("cat succeeded though the daemon died at %s", point)
 			}
+			reapLostCopies(t, s)
 			s.assertUnharmed(t, "daemon killed at "+point)
 			s.checkpointAgain(t)
 		})

@@ -20,13 +20,14 @@ func stoppedTasks(tasks []taskID) []taskID {
 	return out
 }
 
-// TestSnapshotFreeze follows a snapshot's tree: frozen while its image is
-// open (its pages are read from the frozen processes), running again as
-// soon as the image is read through and closed, and let go at once, with
-// reads failing (EIO), when one of its processes is killed meanwhile.
+// TestSnapshotFreeze follows a snapshot's tree with copies off
+// (--cow-limit=0): frozen while its image is open (its pages are read from
+// the frozen processes), running again as soon as the image is read
+// through and closed, and let go at once, with reads failing (EIO), when
+// one of its processes is killed meanwhile.
 func TestSnapshotFreeze(t *testing.T) {
 	requireEnv(t)
-	m := testMount(t)
+	m := testMount(t, holdArgs()...)
 
 	t.Run("frozen-while-read", func(t *testing.T) {
 		w := startWorkload(t, "simple", nil)
@@ -100,4 +101,29 @@ func TestSnapshotFreeze(t *testing.T) {
 		inspectBytes(t, "child", mustRun(t, "cat", m.path(child, "image")))
 		assertRunning(t, "after both", tasks)
 	})
+}
+
+// TestSnapshotRunsOn: by default a snapshot's tree runs on as soon as it
+// is laid out, its pages copied, while the image is open and read; a
+// process of it killed meanwhile changes nothing in the image, which is
+// the tree's at the instant of the freeze.
+func TestSnapshotRunsOn(t *testing.T) {
+	requireEnv(t)
+	m := testMount(t)
+	w := startWorkload(t, "simple", nil)
+	tasks := subtree(w.root)
+	f, err := os.Open(m.path(w.root, "image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	assertRunning(t, "with its image open", tasks)
+	victim := tasks[len(tasks)-1].tgid // the grandchild
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	rep := inspectBytes(t, "image", readAll(t, f))
+	if len(rep.Tasks) != len(tasks) {
+		t.Errorf("the image read after a kill holds %d tasks, the tree had %d at the freeze", len(rep.Tasks), len(tasks))
+	}
 }

@@ -198,6 +198,7 @@ func TestStressDaemonKill(t *testing.T) {
 			landings[landing]++
 			atKill = append(atKill, n)
 			t.Logf("killed after %v: %s, %d bytes read", delay.Round(time.Microsecond), landing, n)
+			reapLostCopies(t, s)
 			s.assertUnharmed(t, fmt.Sprintf("round %d, daemon killed at %s", round, landing))
 			if !restore {
 				return

@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,7 +23,9 @@ func runMount(args []string) error {
 	debug := flags.Bool("debug", false, "log every FUSE request")
 	modeName := flags.String("mode", "auto", "how trees are recorded: auto, container or subtree")
 	external := flags.String("external", "replace", externalHelp)
-	grace := flags.Duration("grace", time.Second, "how long a snapshot is kept after its last use, so that one tool's stat, open and read of pids, tree and image see the same checkpoint; its tree stays frozen that long, unless its image was read through and closed")
+	grace := flags.Duration("grace", time.Second, "how long a snapshot is kept after its last use, so that one tool's stat, open and read of pids, tree and image see the same checkpoint")
+	cowLimit := flags.String("cow-limit", "auto", "how much memory a snapshot may duplicate (pages read while its tree is frozen, pages the tree writes while its image is unread), e.g. 512M or 2G; "+
+		"auto: a quarter of the machine's memory; 0: no copies, a tree stays frozen while its image is read")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
@@ -47,7 +51,16 @@ func runMount(args []string) error {
 	if *grace <= 0 {
 		return fmt.Errorf("--grace %v: want a positive duration", *grace)
 	}
-	server, err := fs.Mount(dir, fs.Config{Mode: mode, ReplaceExternal: replace, AllowOther: *allowOther, Debug: *debug, Grace: *grace})
+	limit, err := parseSize(*cowLimit)
+	if err != nil {
+		return fmt.Errorf("--cow-limit: %w", err)
+	}
+	// Copies a daemon that died left behind: their processes reap them.
+	if n, err := checkpoint.ReapLostCopies(); n > 0 || err != nil {
+		fmt.Fprintf(os.Stderr, "ckptfs: reaped %d copies of processes' memory a previous daemon left (%v)\n", n, err)
+	}
+	server, err := fs.Mount(dir, fs.Config{Mode: mode, ReplaceExternal: replace, AllowOther: *allowOther, Debug: *debug, Grace: *grace,
+		CopyLimit: limit, Hold: limit == 0})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -65,6 +78,10 @@ func runMount(args []string) error {
 		}
 	}()
 	server.Wait()
+	// Snapshots still held end with the daemon: copies of their trees'
+	// memory are ended and reaped by their processes now, rather than left
+	// as zombies when the daemon's exit lets them go.
+	checkpoint.EndCopies()
 	return nil
 }
 
@@ -99,4 +116,33 @@ func parseExternal(s string) (replace bool, err error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("unknown --external %q (want refuse or replace)", s)
+}
+
+// parseSize reads a byte count with an optional K, M, G or T suffix (powers
+// of 1024); "auto" is -1, which lets checkpoint choose.
+func parseSize(s string) (int64, error) {
+	if s == "auto" {
+		return -1, nil
+	}
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: want a size such as 0, 512M or 2G, or auto", s)
+	}
+	return v * mult, nil
 }

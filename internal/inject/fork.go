@@ -27,20 +27,34 @@ import (
 //   - it is traced from birth (PTRACE_O_TRACECLONE) and parked in its
 //     first stop, a PTRACE_EVENT_STOP;
 //   - clone3 starts it on a stack of our choosing, in the guard's area: at
-//     a second signal frame, whose registers call exit(0). Like its parent
-//     it returns from clone3 into the sigreturn gadget, but rt_sigreturn
-//     then takes that frame. So if the tracer dies at any instant, the
-//     copy exits at once, before a single instruction of the program.
+//     a second signal frame, whose registers call exit(CopyExit). Like its
+//     parent it returns from clone3 into the sigreturn gadget, but
+//     rt_sigreturn then takes that frame. So if the tracer dies at any
+//     instant, the copy exits at once, before a single instruction of the
+//     program.
 //
 // A copy that ended is a zombie of its parent, which only the parent may
 // reap (wait with __WALL): whoever ends a copy must make the process do
-// that (or the process's exit takes it away). Its memory differs from the
-// process's at the fork only in the guard's area, which held Saved.
+// that (or the process's exit takes it away). One let go by a dead tracer
+// is recognised by its exit status (IsLostCopy). Its memory differs from
+// the process's at the fork only in the guard's area, which held Saved.
 type Copy struct {
 	Tid     int    // its pid in the tracer's namespace
 	Local   int    // its pid in the process's own namespace, for the process's wait
 	Scratch uint64 // where the guard's area is
 	Saved   []byte // what the area held before the guard wrote it
+}
+
+// CopyExit is the exit status of a copy let go: with exit signal 0, the
+// mark by which a later tracer tells a copy left by a dead one from a
+// program's own zombie (IsLostCopy).
+const CopyExit = 0x43
+
+// IsLostCopy reports whether a zombie with the given exit signal and wait
+// status (/proc/<pid>/stat fields 38 and 52) is a copy that exited because
+// its tracer died.
+func IsLostCopy(exitSignal, waitStatus int32) bool {
+	return exitSignal == 0 && waitStatus == CopyExit<<8
 }
 
 // cloneArgsSize is struct clone_args up to tls (CLONE_ARGS_SIZE_VER0).
@@ -55,10 +69,10 @@ func (t *Task) Fork() (*Copy, error) {
 		return nil, fmt.Errorf("pid %d: fork of a task not guarded for it (GuardFork)", t.Tid)
 	}
 	// The copy's frame: its registers are the task's at the gadget's
-	// syscall instruction with exit(0) loaded, every signal blocked.
+	// syscall instruction with exit(CopyExit) loaded, every signal blocked.
 	exit := t.Saved
 	exit.Rip = g.sp.entry - uint64(len(syscallInsn))
-	exit.Rax, exit.Rdi = unix.SYS_EXIT, 0
+	exit.Rax, exit.Rdi = unix.SYS_EXIT, CopyExit
 	exit.Rsp = g.copyFrame + ucOff
 	if err := WriteMem(t.Tid, g.copyFrame, sigFrame(g.copyFrame, &exit, allBlocked, g.xs)); err != nil {
 		return nil, fmt.Errorf("pid %d: write the copy's frame at %#x: %w", t.Tid, g.copyFrame, err)
@@ -107,15 +121,23 @@ func (t *Task) Fork() (*Copy, error) {
 	return c, nil
 }
 
-// EndCopy kills a copy and collects its end as its tracer: it is then its
-// parent's zombie (see Copy). It must run on the tracer's thread.
+// EndCopy ends a copy the way a tracer's death would: it lets it run into
+// its frame's exit(CopyExit), then collects its end as its tracer. It is
+// then its parent's zombie (see Copy), marked as a lost copy should nobody
+// reap it. A copy that does not end so within StepTimeout is killed. It
+// must run on the tracer's thread.
 func EndCopy(c *Copy) {
-	unix.Kill(c.Tid, unix.SIGKILL)
-	deadline := time.Now().Add(StepTimeout)
-	for time.Now().Before(deadline) {
+	if err := unix.PtraceCont(c.Tid, 0); err != nil {
+		unix.Kill(c.Tid, unix.SIGKILL)
+	}
+	watchdog := time.AfterFunc(StepTimeout, func() { unix.Kill(c.Tid, unix.SIGKILL) })
+	defer watchdog.Stop()
+	for {
 		pid, ws, err := sys.Wait4(c.Tid, unix.WALL)
 		if err != nil || pid == c.Tid && (ws.Exited() || ws.Signaled()) {
 			return
 		}
+		// A stop on the way (none is expected): on with it.
+		unix.PtraceCont(c.Tid, 0)
 	}
 }

@@ -104,7 +104,7 @@ func TestFork(t *testing.T) {
 
 // TestForkSurvivesTracerDeath lets the tracer die at every instant of a
 // fork: the process runs on as it was, and a copy, if one was made, exits
-// with status 0 without running any of the program's code.
+// with CopyExit without running any of the program's code.
 func TestForkSurvivesTracerDeath(t *testing.T) {
 	testenv.NeedRoot(t)
 	for _, at := range append(guardPoints, "fork-forked", "fork-stopped") {
@@ -147,19 +147,18 @@ func TestForkSurvivesTracerDeath(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkRunsOn(t, pid)
-			// A copy let go exited with status 0; one the tracer ended
-			// before it died was killed. Either waits for its parent as a
-			// clone child.
-			want := int32(0)
-			if at == "guard-interrupted" || at == "guard-unblocked" || at == "guard-restored" {
-				want = int32(unix.SIGKILL)
-			}
+			// A copy let go, or ended by the tracer before it died, exited
+			// with CopyExit, and waits for its parent as a clone child.
+			want := int32(CopyExit << 8)
 			kids, _ := procfs.Children(pid)
 			for _, k := range kids {
 				waitState(t, k, 'Z')
 				st, err := procfs.ReadStat(k)
-				if err != nil || st.ExitCode != want {
-					t.Errorf("copy %d: %+v (%v), want wait status %#x", k, st, err, want)
+				if err != nil || st.ExitCode != want || st.ExitSignal != 0 {
+					t.Errorf("copy %d: %+v (%v), want wait status %#x, exit signal 0", k, st, err, want)
+				}
+				if !IsLostCopy(st.ExitSignal, st.ExitCode) {
+					t.Errorf("copy %d is not told from a program's zombie", k)
 				}
 			}
 			if len(kids) == 0 && at != "guard-armed" && at != "guard-blocked" && at != "guard-entry" && at != "guard-call" {

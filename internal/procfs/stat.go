@@ -19,6 +19,7 @@ type Stat struct {
 	Flags      uint32 // field 9: the kernel's PF_* task flags
 	Nice       int32  // field 19
 	StartTime  uint64 // field 22, clock ticks after boot: with the pid, a process's identity
+	ExitSignal int32  // field 38: the signal its parent gets when it ends (0 for a clone's none)
 	RTPriority uint32 // field 40: 1-99 under SCHED_FIFO and SCHED_RR, else 0
 	Policy     uint32 // field 41: SCHED_* without SCHED_RESET_ON_FORK
 	ExitCode   int32  // field 52: the wait status of a zombie
@@ -98,6 +99,7 @@ func parseStat(data []byte) (*Stat, error) {
 	s.Flags = uint32(num(9, "flags", 32))
 	s.Nice = int32(signed(19, "nice"))
 	s.StartTime = num(22, "starttime", 64)
+	s.ExitSignal = int32(signed(38, "exit_signal"))
 	s.RTPriority = uint32(num(40, "rt_priority", 32))
 	s.Policy = uint32(num(41, "policy", 32))
 	s.ExitCode = int32(signed(52, "exit_code"))
