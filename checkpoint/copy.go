@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -36,8 +38,9 @@ import (
 //     it shows in its list of children while the snapshot lasts, and is
 //     reaped by the process itself when the snapshot ends (endCopy).
 //   - A copy does not share what fork does not copy: the pages of
-//     mappings made MADV_WIPEONFORK or MADV_DONTFORK are read at once too,
-//     as the pages of shared mappings always are (memory.go's lay).
+//     mappings made MADV_WIPEONFORK or MADV_DONTFORK are read at once too
+//     (unshared), as the pages of shared mappings always are (memory.go's
+//     lay).
 //   - A process that cannot be given a copy (fork refused: a limit on
 //     processes or memory) stays frozen until its image is read or the
 //     snapshot ends, as without copies.
@@ -55,6 +58,15 @@ type memCopy struct {
 	tgid  int    // the process
 	start uint64 // its start time: who it is, when it is found again to reap the copy
 	c     *inject.Copy
+	// mem is the copy's /proc/<pid>/mem, which its pages are read
+	// through: process_vm_readv would pin them, and a page pinned while
+	// the copy shares it with the process is copied for the copy first
+	// (the kernel unshares anonymous pages a pin could otherwise see
+	// change), which would duplicate all its memory, slowly.
+	mem *os.File
+	// minflt is the process's page-fault count at the fork: every page it
+	// writes that the copy shares costs it a fault (copy_limit.go).
+	minflt uint64
 }
 
 // liveCopies are the copies that exist, by pid, with the layout that holds
@@ -130,32 +142,25 @@ func (l *Layout) letGo(ctx context.Context, opt *Options) error {
 			}
 			continue
 		}
-		// What a copy would not share with the process is read now.
-		vmas, err := procfs.ReadVMFlags(pid)
-		if err != nil {
-			return taskErr(pid, "read smaps", err)
-		}
-		var unshared []uint64 // [start, end) pairs
-		for _, v := range vmas {
-			if v.Has("wf") || v.Has("dc") {
-				unshared = append(unshared, v.Start, v.End)
-			}
-		}
-		if n := l.deferred(pid, unshared); n > 0 && !l.budget.take(n) {
-			hold(fmt.Errorf("the %d KiB of pages of its MADV_WIPEONFORK or MADV_DONTFORK mappings would go over the snapshot's limit on duplicated memory", n>>10))
-			continue
-		}
 		mc, err := l.fork(pid)
 		if err != nil {
 			hold(err)
 			continue
 		}
-		l.copies[pid] = mc
-		if len(unshared) > 0 {
-			if err := l.readNow(pid, unshared); err != nil {
-				return err
-			}
+		// What the copy does not share with the process is read now.
+		unshared, err := mc.unshared(l.segs)
+		if err == nil && unshared.bytes > 0 && !l.budget.take(unshared.bytes) {
+			err = fmt.Errorf("the %d KiB of pages of its MADV_WIPEONFORK or MADV_DONTFORK mappings would go over the snapshot's limit on duplicated memory", unshared.bytes>>10)
 		}
+		if err == nil {
+			err = l.readNow(pid, unshared.segs)
+		}
+		if err != nil {
+			l.endCopy(mc)
+			hold(err)
+			continue
+		}
+		l.copies[pid] = mc
 	}
 	l.res.Copies = len(l.copies)
 	l.res.Held = len(l.held)
@@ -169,39 +174,52 @@ func (l *Layout) letGo(ctx context.Context, opt *Options) error {
 	return nil
 }
 
-// inRanges reports whether addr lies in one of ranges ([start, end)
-// pairs; nil is everywhere).
-func inRanges(addr uint64, ranges []uint64) bool {
-	if ranges == nil {
-		return true
-	}
-	for i := 0; i < len(ranges); i += 2 {
-		if addr >= ranges[i] && addr < ranges[i+1] {
-			return true
-		}
-	}
-	return false
+// unsharedSegs are the deferred page segments of a process that its copy
+// does not hold.
+type unsharedSegs struct {
+	segs  map[int]bool // by index in the layout
+	bytes int64
 }
 
-// deferred is how many bytes of process pid's deferred pages lie in the
-// ranges (none for no ranges).
-func (l *Layout) deferred(pid int, ranges []uint64) int64 {
-	var n int64
-	for _, s := range l.segs {
-		if len(ranges) > 0 && s.kind == segPages && s.pid == pid && inRanges(s.addr, ranges) {
-			n += s.n
+// unshared finds the deferred pages of mc's process that the copy does not
+// hold: those of mappings made MADV_WIPEONFORK (the copy has them empty)
+// or MADV_DONTFORK (it has no such mapping). Fork copies the page table
+// entries of every other mapping that can hold such pages, so a page the
+// process has (present or swapped) is one the copy has too, unless its
+// mapping is one of those: one entry of the copy's pagemap per segment
+// tells, where reading the process's smaps for its flags would walk its
+// every page.
+func (mc *memCopy) unshared(segs []segment) (unsharedSegs, error) {
+	u := unsharedSegs{segs: make(map[int]bool)}
+	pm, err := procfs.OpenPagemap(mc.c.Tid)
+	if err != nil {
+		return u, fmt.Errorf("its copy's pagemap: %w", err)
+	}
+	defer pm.Close()
+	ps := unix.Getpagesize()
+	entry := make([]uint64, 1)
+	for i, s := range segs {
+		if s.kind != segPages || s.pid != mc.tgid {
+			continue
+		}
+		if err := pm.Read(s.addr, ps, entry); err != nil {
+			return u, fmt.Errorf("its copy's pagemap at %#x: %w", s.addr, err)
+		}
+		if entry[0]&(procfs.PagePresent|procfs.PageSwapped) == 0 {
+			u.segs[i] = true
+			u.bytes += s.n
 		}
 	}
-	return n
+	return u, nil
 }
 
-// readNow reads the deferred pages of process pid that lie in the ranges
-// (all of them for nil) from the frozen process into the layout's memory.
-// (The budget has been asked for them.)
-func (l *Layout) readNow(pid int, ranges []uint64) error {
+// readNow reads deferred pages of process pid from the frozen process into
+// the layout's memory: the segments only (by index), or all of them for
+// nil. (The budget has been asked for them.)
+func (l *Layout) readNow(pid int, only map[int]bool) error {
 	for i := range l.segs {
 		s := &l.segs[i]
-		if s.kind != segPages || s.pid != pid || !inRanges(s.addr, ranges) {
+		if s.kind != segPages || s.pid != pid || only != nil && !only[i] {
 			continue
 		}
 		at := len(l.lit)
@@ -258,6 +276,11 @@ func (l *Layout) fork(pid int) (*memCopy, error) {
 	// The first the kernel's OOM killer takes, should the duplicated pages
 	// run a cgroup or the machine short: the snapshot, not the tree.
 	setOOMScore(mc.c.Tid)
+	if mc.mem, err = procfs.OpenMem(mc.c.Tid, os.O_RDONLY); err != nil {
+		l.f.tr.Do(func() error { inject.EndCopy(mc.c); return nil })
+		return nil, fmt.Errorf("open its copy's memory: %w", err)
+	}
+	mc.minflt = stat.MinFlt
 	liveCopies.Lock()
 	liveCopies.by[mc.c.Tid] = l
 	liveCopies.Unlock()
@@ -273,8 +296,16 @@ func setOOMScore(tid int) {
 // read reads len(p) bytes at addr of the memory copy mc holds: the
 // process's as it was at the fork.
 func (mc *memCopy) read(p []byte, addr uint64) error {
-	if err := readMemory(p, mc.c.Tid, addr); err != nil {
-		return err
+	for done := 0; done < len(p); {
+		n, err := mc.mem.ReadAt(p[done:], int64(addr)+int64(done))
+		switch {
+		case errors.Is(err, unix.ESRCH) || errors.Is(err, io.EOF) && n == 0:
+			return taskErr(mc.tgid, fmt.Sprintf("read its memory's copy %d at %#x", mc.c.Tid, addr), ErrGone)
+		case err != nil && !errors.Is(err, io.EOF):
+			// Not wrapped: whatever the errno, the reader gets EIO.
+			return taskErr(mc.tgid, "read memory", fmt.Errorf("its copy %d at %#x: %v", mc.c.Tid, addr+uint64(done), err))
+		}
+		done += n
 	}
 	// The guard's area held other bytes before the fork.
 	lo, hi := max(addr, mc.c.Scratch), min(addr+uint64(len(p)), mc.c.Scratch+uint64(len(mc.c.Saved)))
@@ -284,20 +315,26 @@ func (mc *memCopy) read(p []byte, addr uint64) error {
 	return nil
 }
 
-// endCopies ends every copy of the layout: each is killed, then reaped by
-// its own process (see endCopy). It runs once, from Close.
+// endCopies ends every copy of the layout (endCopy). It runs once, from
+// Close.
 func (l *Layout) endCopies() {
 	for _, mc := range l.copies {
-		l.f.tr.Do(func() error {
-			inject.EndCopy(mc.c)
-			return nil
-		})
-		liveCopies.Lock()
-		delete(liveCopies.by, mc.c.Tid)
-		liveCopies.Unlock()
-		if err := l.reap(mc); err != nil {
-			l.opt.logf("checkpoint: pid %d: its copy %d is left a zombie until it exits or waits for it: %v", mc.tgid, mc.c.Tid, err)
-		}
+		l.endCopy(mc)
+	}
+}
+
+// endCopy ends a copy, which its own process then reaps (see reap).
+func (l *Layout) endCopy(mc *memCopy) {
+	mc.mem.Close()
+	l.f.tr.Do(func() error {
+		inject.EndCopy(mc.c)
+		return nil
+	})
+	liveCopies.Lock()
+	delete(liveCopies.by, mc.c.Tid)
+	liveCopies.Unlock()
+	if err := l.reap(mc); err != nil {
+		l.opt.logf("checkpoint: pid %d: its copy %d is left a zombie until it exits or waits for it: %v", mc.tgid, mc.c.Tid, err)
 	}
 }
 

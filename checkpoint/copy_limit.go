@@ -18,7 +18,7 @@ import (
 //     held in the daemon's memory until the layout is closed;
 //   - pages the tree writes, after it runs on, into memory a copy still
 //     shares: the kernel duplicates each once, and the copy keeps the old
-//     one (checked every copyPoll, from /proc/<copy>/smaps_rollup).
+//     one (checked every copyPoll: see pollCopies).
 //
 // Past the limit nothing is ever lost silently: pages of shared mappings
 // beyond it refuse the checkpoint; a process too small for a copy is held
@@ -79,36 +79,67 @@ func (b *budget) total() int64 {
 	return b.read + b.copied
 }
 
-// CopiedNow is how much memory the layout duplicates now: pages read while
-// the tree was frozen, and pages its copies hold that the tree has written
-// since (as of the last poll).
+// CopiedNow is how much memory the layout duplicates now, at most: pages
+// read while the tree was frozen, and pages its copies hold that the tree
+// has written since (as of the last poll; see pollCopies).
 func (l *Layout) CopiedNow() int64 { return l.budget.total() }
 
 // pollCopies counts, every copyPoll until stop is closed, the pages the
 // layout's copies no longer share with their processes, and fails the
 // layout past its limit.
+//
+// Counting them exactly (smaps_rollup) walks every page table entry of a
+// copy, which costs too much to do often for a large one. But a process
+// writing a page its copy shares takes a page fault for it, so the faults
+// it took since the fork (its minflt, a counter the kernel keeps anyway)
+// bound what it duplicated from above. Only when that bound goes over the
+// limit are the copies counted exactly, at most once per ten times what
+// the last count took.
 func (l *Layout) pollCopies(stop <-chan struct{}) {
 	tick := time.NewTicker(copyPoll)
 	defer tick.Stop()
+	bounds := make(map[*memCopy]int64) // the latest bound of each, kept once its process is gone
+	var exactAfter time.Time
+	page := int64(unix.Getpagesize())
 	for {
 		select {
 		case <-stop:
 			return
 		case <-tick.C:
 		}
-		var sum int64
+		var bound int64
 		for _, mc := range l.copies {
-			n, err := procfs.PrivateBytes(mc.c.Tid)
-			if err != nil {
-				continue // gone: the watch fails the layout
+			if st, err := procfs.ReadStat(mc.tgid); err == nil && st.StartTime == mc.start {
+				bounds[mc] = int64(st.MinFlt-mc.minflt) * page
 			}
-			sum += n
+			bound += bounds[mc]
 		}
 		b := &l.budget
 		b.mu.Lock()
-		b.copied = sum
-		over := b.read+b.copied > b.limit
-		total := b.read + b.copied
+		b.copied = bound
+		over := b.read+bound > b.limit
+		b.mu.Unlock()
+		if !over || time.Now().Before(exactAfter) {
+			continue
+		}
+		start := time.Now()
+		var exact int64
+		for _, mc := range l.copies {
+			if st, err := procfs.ReadStat(mc.tgid); err != nil || st.StartTime != mc.start {
+				// Its process is gone, and with it the pages the copy
+				// shared: what the copy holds duplicates nothing now.
+				exact += bounds[mc]
+				continue
+			}
+			if n, err := procfs.PrivateBytes(mc.c.Tid); err == nil {
+				exact += n
+			}
+		}
+		exactAfter = time.Now().Add(10 * time.Since(start))
+		b.mu.Lock()
+		b.copied = exact
+		total := b.read + exact
+		over = total > b.limit
 		b.mu.Unlock()
 		if over {
 			l.fail(fmt.Errorf("the tree wrote into memory its snapshot's copies still shared: %d MiB duplicated, over the limit of %d MiB: %w",

@@ -128,6 +128,8 @@ type pageWriter struct {
 	mem      *os.File
 	pagemap  *procfs.Pagemap
 	entries  []uint64
+	regions  []procfs.Region // PAGEMAP_SCAN's answers
+	noScan   bool            // the kernel has no PAGEMAP_SCAN
 }
 
 func newPageWriter(pid, pageSize int) (*pageWriter, error) {
@@ -141,7 +143,7 @@ func newPageWriter(pid, pageSize int) (*pageWriter, error) {
 		return nil, err
 	}
 	return &pageWriter{pid: pid, pageSize: pageSize, mem: mem, pagemap: pm,
-		entries: make([]uint64, image.MaxPagesRecord/pageSize)}, nil
+		entries: make([]uint64, image.MaxPagesRecord/pageSize), regions: make([]procfs.Region, 0, 512)}, nil
 }
 
 func (p *pageWriter) Close() {
@@ -238,37 +240,92 @@ func (p *pageWriter) readRun(buf []byte, start uint64, n int) ([]byte, error) {
 }
 
 // runs finds the runs of dumpable pages of every mapping through pagemap and
-// calls fn for each, in address order, split at image.MaxPagesRecord.
+// calls fn for each, in address order, split at image.MaxPagesRecord
+// boundaries counted from the mapping's start.
 func (p *pageWriter) runs(mm *image.MM, fn func(v *image.VMA, start uint64, n int) error) error {
-	ps := uint64(p.pageSize)
 	for i := range mm.VMAs {
 		v := &mm.VMAs[i]
 		if !holdsPages(v) {
 			continue
 		}
-		for addr := v.Start; addr < v.End; {
-			n := min((v.End-addr)/ps, uint64(len(p.entries)))
-			entries := p.entries[:n]
-			if err := p.pagemap.Read(addr, p.pageSize, entries); err != nil {
-				return fmt.Errorf("pagemap at %#x: %w", addr, err)
-			}
-			// Each run of consecutive dumpable pages.
-			for j := 0; j < len(entries); {
-				if !dumpable(v, entries[j]) {
-					j++
-					continue
-				}
-				k := j
-				for k < len(entries) && dumpable(v, entries[k]) {
-					k++
-				}
-				if err := fn(v, addr+uint64(j)*ps, (k-j)*p.pageSize); err != nil {
+		if !p.noScan {
+			err := p.scanRuns(v, fn)
+			if !errors.Is(err, unix.ENOTTY) {
+				if err != nil {
 					return err
 				}
-				j = k
+				continue
 			}
-			addr += n * ps
+			p.noScan = true // a kernel before 6.7: entry by entry
 		}
+		if err := p.entryRuns(v, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanRuns finds the runs of dumpable pages of one mapping with
+// PAGEMAP_SCAN: what dumpable says of each page's entry, asked of the
+// kernel for the whole mapping at once.
+func (p *pageWriter) scanRuns(v *image.VMA, fn func(v *image.VMA, start uint64, n int) error) error {
+	var inverted, mask uint64
+	if v.Flags&image.VMAAnon == 0 {
+		// A private file mapping: only pages written (no longer the
+		// file's).
+		inverted, mask = procfs.ScanFile, procfs.ScanFile
+	}
+	chunk := uint64(len(p.entries) * p.pageSize)
+	for at := v.Start; at < v.End; {
+		regions, reached, err := p.pagemap.Scan(at, v.End, inverted, mask, procfs.ScanPresent|procfs.ScanSwapped, p.regions)
+		if err != nil {
+			return err
+		}
+		for _, r := range regions {
+			// Cut where the entry-by-entry walk cuts: at every chunk
+			// from the mapping's start, so that both give the same runs.
+			for s := r.Start; s < r.End; {
+				e := min(r.End, v.Start+((s-v.Start)/chunk+1)*chunk)
+				if err := fn(v, s, int(e-s)); err != nil {
+					return err
+				}
+				s = e
+			}
+		}
+		if reached <= at {
+			return fmt.Errorf("pagemap scan at %#x went nowhere", at)
+		}
+		at = reached
+	}
+	return nil
+}
+
+// entryRuns finds the runs of dumpable pages of one mapping by reading
+// each page's pagemap entry.
+func (p *pageWriter) entryRuns(v *image.VMA, fn func(v *image.VMA, start uint64, n int) error) error {
+	ps := uint64(p.pageSize)
+	for addr := v.Start; addr < v.End; {
+		n := min((v.End-addr)/ps, uint64(len(p.entries)))
+		entries := p.entries[:n]
+		if err := p.pagemap.Read(addr, p.pageSize, entries); err != nil {
+			return fmt.Errorf("pagemap at %#x: %w", addr, err)
+		}
+		// Each run of consecutive dumpable pages.
+		for j := 0; j < len(entries); {
+			if !dumpable(v, entries[j]) {
+				j++
+				continue
+			}
+			k := j
+			for k < len(entries) && dumpable(v, entries[k]) {
+				k++
+			}
+			if err := fn(v, addr+uint64(j)*ps, (k-j)*p.pageSize); err != nil {
+				return err
+			}
+			j = k
+		}
+		addr += n * ps
 	}
 	return nil
 }

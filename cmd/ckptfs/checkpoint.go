@@ -97,6 +97,10 @@ func checkpointTo(pid int, f *os.File, opt checkpoint.Options, stats bool) error
 		fig := fs.FiguresOf(res, start)
 		fig.FrozenMS = fs.Millis(res.Frozen + released.Sub(laid))
 		fig.Released = released
+		if at := l.Released(); !at.IsZero() {
+			// It ran on once laid out, its pages copied.
+			fig.FrozenMS, fig.Released = fs.Millis(res.Frozen), at
+		}
 		fig.BytesRead, fig.ReadMS, fig.ReadThrough = n, fs.Millis(released.Sub(laid)), true
 		enc := json.NewEncoder(os.Stderr)
 		enc.SetIndent("", "  ")

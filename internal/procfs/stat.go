@@ -17,6 +17,7 @@ type Stat struct {
 	TTY        uint64 // field 7: the controlling terminal's device number, 0 for none
 	TPGid      int    // field 8: the foreground process group of that terminal, -1 for none
 	Flags      uint32 // field 9: the kernel's PF_* task flags
+	MinFlt     uint64 // field 10: minor page faults (of every thread, in /proc/<pid>/stat)
 	Nice       int32  // field 19
 	StartTime  uint64 // field 22, clock ticks after boot: with the pid, a process's identity
 	ExitSignal int32  // field 38: the signal its parent gets when it ends (0 for a clone's none)
@@ -97,6 +98,7 @@ func parseStat(data []byte) (*Stat, error) {
 	s.TTY = uint64(uint32(signed(7, "tty_nr")))
 	s.TPGid = int(signed(8, "tpgid"))
 	s.Flags = uint32(num(9, "flags", 32))
+	s.MinFlt = num(10, "minflt", 64)
 	s.Nice = int32(signed(19, "nice"))
 	s.StartTime = num(22, "starttime", 64)
 	s.ExitSignal = int32(signed(38, "exit_signal"))
