@@ -105,7 +105,8 @@ func write(ctx context.Context, w io.Writer, f *frozen, opt *Options) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	tables, pipes, err := fileTables(infos, f.seized, opt.ReplaceExternal)
+	ids := newFileIDs()
+	tables, pipes, err := fileTables(infos, f.seized, opt.ReplaceExternal, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +159,9 @@ func write(ctx context.Context, w io.Writer, f *frozen, opt *Options) (*Result, 
 		}
 		st, err := readTask(f, t, space)
 		if err == nil {
+			if st.mm != nil {
+				ids.mappings(t.tgid, st.mm)
+			}
 			err = st.write(iw, t.tid, int(hdr.PageSize), tables[t.tgid], pipes[t.tgid])
 		}
 		if err != nil {

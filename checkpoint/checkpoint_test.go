@@ -20,7 +20,14 @@ import (
 // both children exist. The whole tree is killed by pid at cleanup.
 func startTree(t *testing.T) int {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", "sleep 100 & sleep 100 & wait")
+	return startScript(t, "sleep 100 & sleep 100 & wait")
+}
+
+// startScript starts sh -c script, which must start two sleeping
+// children, as startTree does.
+func startScript(t *testing.T, script string) int {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

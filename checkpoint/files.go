@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/image"
+	"github.com/ckptfs/ckptfs/internal/fileid"
 	"github.com/ckptfs/ckptfs/internal/procfs"
 )
 
@@ -24,7 +25,7 @@ import (
 // ckptfs cannot bring back faithfully (io_uring, inotify, signalfd,
 // timerfd ...) is refused: an image that restores wrongly is worse than
 // none.
-func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
+func readFiles(pid int, replace bool, socks *unixSockets, ids *fileIDs) ([]image.FD, error) {
 	nums, err := procfs.FDs(pid)
 	if err != nil {
 		return nil, err
@@ -46,7 +47,7 @@ func readFiles(pid int, replace bool, socks *unixSockets) ([]image.FD, error) {
 			}
 			return nil, err
 		}
-		f, outside, err := describeFD(pid, n, target, info, socks)
+		f, outside, err := describeFD(pid, n, target, info, socks, ids)
 		switch {
 		case err != nil:
 			return nil, err
@@ -85,7 +86,8 @@ var externalNames = map[uint64]string{
 // link target and fdinfo; for one that leads outside the tree by its very
 // kind (a terminal, a socket other than a unix one), it says which kind
 // (image.External*) instead; for a terminal, f.Dev is its device number.
-func describeFD(pid, n int, target string, info *procfs.FDInfo, socks *unixSockets) (f image.FD, outside uint64, err error) {
+// A regular file's identity comes from ids.
+func describeFD(pid, n int, target string, info *procfs.FDInfo, socks *unixSockets, ids *fileIDs) (f image.FD, outside uint64, err error) {
 	f = image.FD{Num: uint32(n), Flags: info.Flags, Path: target}
 	switch {
 	case strings.HasPrefix(target, "pipe:["):
@@ -117,6 +119,8 @@ func describeFD(pid, n int, target string, info *procfs.FDInfo, socks *unixSocke
 	case unix.S_IFREG:
 		if deleted && st.Nlink == 0 {
 			f.Kind = image.FileDeleted // its contents go in the image
+		} else if !deleted {
+			f.ID = ids.of(procfs.FDPath(pid, n), st.Dev, st.Ino, fileid.Stat(&st))
 		}
 	case unix.S_IFDIR:
 	case unix.S_IFIFO:

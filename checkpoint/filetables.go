@@ -76,13 +76,16 @@ type fileCensus struct {
 	outside map[uint64]string // sockets leading outside, and what they are
 	deleted map[[2]uint64]bool
 	socks   unixSockets
+	ids     *fileIDs // the identities of regular files
 }
 
 // fileTables reads the descriptor table of every live process of the tree
-// (see "The descriptor tables of a tree").
-func fileTables(infos []*taskInfo, seized map[int]bool, replace bool) (map[int][]image.FD, map[int]shared, error) {
+// (see "The descriptor tables of a tree"), with the identity of its regular
+// files from ids.
+func fileTables(infos []*taskInfo, seized map[int]bool, replace bool, ids *fileIDs) (map[int][]image.FD, map[int]shared, error) {
 	c := &fileCensus{
 		replace: replace,
+		ids:     ids,
 		tables:  make(map[int][]image.FD),
 		objs:    make(map[int]shared),
 		pipes:   newObjectSet(), fifos: newObjectSet(), sockets: newObjectSet(),
@@ -112,7 +115,7 @@ func fileTables(infos []*taskInfo, seized map[int]bool, replace bool) (map[int][
 // read reads the table of process tgid and counts its pipes, named pipes
 // and sockets; a deleted file's contents are read the first time it is met.
 func (c *fileCensus) read(tgid int) error {
-	fds, err := readFiles(tgid, c.replace, &c.socks)
+	fds, err := readFiles(tgid, c.replace, &c.socks, c.ids)
 	if err != nil {
 		return taskErr(tgid, "read files", err)
 	}

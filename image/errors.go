@@ -12,7 +12,7 @@ import (
 var (
 	ErrTruncated = errors.New("image: truncated")           // the stream ended inside a record
 	ErrMagic     = errors.New("image: bad magic")           // not a ckptfs image (or a bad TAIL)
-	ErrVersion   = errors.New("image: unsupported version") // format version != Version
+	ErrVersion   = errors.New("image: unsupported version") // format version outside [MinVersion, Version]
 	ErrArch      = errors.New("image: unsupported architecture")
 	ErrPageSize  = errors.New("image: unsupported page size")
 	ErrMode      = errors.New("image: unknown mode")

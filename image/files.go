@@ -95,12 +95,17 @@ type FD struct {
 	Dev, Ino uint64
 	Path     string
 	Extra    []uint64 // kind-specific state (see the kinds)
+	// ID tells the contents of a regular file (FileRegular, not a
+	// directory) from version 3 on; nil for other kinds, and where the
+	// checkpoint could not read it.
+	ID *FileID
 }
 
 // FILES payload: u32 count, then per descriptor: num, kind, flags (u32),
 // pos, dev, ino (u64), u16 length + path, u32 count + that many u64 of
-// kind-specific state.
-func appendFiles(b []byte, fds []FD) []byte {
+// kind-specific state; from version 3 the file's identity (see FileID).
+// ver is the image's format version.
+func appendFiles(b []byte, fds []FD, ver uint32) []byte {
 	b = le.AppendUint32(b, uint32(len(fds)))
 	for _, f := range fds {
 		b = le.AppendUint32(b, f.Num)
@@ -114,13 +119,20 @@ func appendFiles(b []byte, fds []FD) []byte {
 		for _, x := range f.Extra {
 			b = le.AppendUint64(b, x)
 		}
+		if ver >= VersionFileID {
+			b = appendFileID(b, f.ID)
+		}
 	}
 	return b
 }
 
-func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
+// fdMinSize is the size of a descriptor entry of a version-2 record with
+// an empty path and no state (see withFileID for later versions).
+const fdMinSize = 4*3 + 8*3 + 2 + 4
+
+func decodeFiles(h recHeader, payload []byte, ver uint32) ([]FD, error) {
 	d := newDecoder(h, payload)
-	n := d.count("nr_fds", MaxFDs, 4*3+8*3+2+4)
+	n := d.count("nr_fds", MaxFDs, withFileID(fdMinSize, ver))
 	fds := make([]FD, n)
 	seen := make(map[uint32]bool, n)
 	for i := range fds {
@@ -135,6 +147,7 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 				f.Extra[j] = d.u64("extra")
 			}
 		}
+		f.ID = d.fileID(ver)
 		switch {
 		case d.err != nil:
 		case f.Kind < FileRegular || f.Kind > FileFifo:
@@ -152,6 +165,8 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 			d.failAt(off, ErrInvalid, "fd %d: foreground flag %d on an object of kind %d", f.Num, f.Extra[1], f.Extra[0])
 		case (f.Kind == FileRegular || f.Kind == FileDevice || f.Kind == FileFifo) && (len(f.Path) == 0 || f.Path[0] != '/'):
 			d.failAt(off, ErrInvalid, "fd %d: path %q is not absolute", f.Num, f.Path)
+		case f.ID != nil && f.Kind != FileRegular:
+			d.failAt(off, ErrInvalid, "fd %d: a file identity on a descriptor of kind %d", f.Num, f.Kind)
 		}
 		seen[f.Num] = true
 	}
@@ -161,11 +176,24 @@ func decodeFiles(h recHeader, payload []byte) ([]FD, error) {
 	return fds, nil
 }
 
-// WriteFiles writes the FILES record of the current task.
-func (w *Writer) WriteFiles(fds []FD) error { return w.writeSmall(RecFiles, appendFiles(nil, fds)) }
+// WriteFiles writes the FILES record of the current task, after checking
+// it as ReadFiles would.
+func (w *Writer) WriteFiles(fds []FD) error {
+	for i := range fds {
+		if why := checkFileID(fds[i].ID, w.version); why != "" {
+			return w.refuse(RecFiles, "fd %d (%s): %s", fds[i].Num, fds[i].Path, why)
+		}
+	}
+	return w.writeChecked(RecFiles, appendFiles(nil, fds, w.version), func(h recHeader, p []byte) error {
+		_, err := decodeFiles(h, p, w.version)
+		return err
+	})
+}
 
 // ReadFiles decodes the FILES record rec that NextRecord returned.
-func (r *Reader) ReadFiles(rec Record) ([]FD, error) { return readSmall(r, rec, decodeFiles) }
+func (r *Reader) ReadFiles(rec Record) ([]FD, error) {
+	return readSmall(r, rec, func(h recHeader, p []byte) ([]FD, error) { return decodeFiles(h, p, r.hdr.Version) })
+}
 
 // PIPE payload: ino u64, size u32, u32 length, the buffered bytes.
 func appendPipe(b []byte, p *Pipe) []byte {

@@ -51,8 +51,8 @@ func decodeHeader(h recHeader, payload []byte) (*Header, error) {
 	var hdr Header
 	off := d.off()
 	hdr.Version = d.u32("version")
-	if d.err == nil && hdr.Version != Version {
-		d.failAt(off, ErrVersion, "format version %d, this program reads version %d", hdr.Version, Version)
+	if d.err == nil && (hdr.Version < MinVersion || hdr.Version > Version) {
+		d.failAt(off, ErrVersion, "format version %d, this program reads versions %d to %d", hdr.Version, MinVersion, Version)
 	}
 	off = d.off()
 	hdr.Arch = d.u32("arch")

@@ -38,7 +38,8 @@ const (
 const (
 	Magic       = "CKPTFS\x00\x01" // first 8 bytes of the HEADER payload
 	TailMagic   = "CKPTEND\x00"    // first 8 bytes of the TAIL payload
-	Version     = 2                // 2: TREE entries carry a flags word (TaskFlags)
+	Version     = 3                // 3: MM and FILES entries carry a FileID; 2: TREE entries carry a flags word (TaskFlags)
+	MinVersion  = 2                // the oldest version this program reads: 2's records have no FileID
 	HeaderSize  = 8                // bytes of a record header
 	ArchX86_64  = 0xc000003e
 	MaxPidLevel = 32 // MAX_PID_NS_LEVEL: the kernel's nesting limit

@@ -2,6 +2,7 @@ package image
 
 import (
 	"io"
+	"math"
 )
 
 // Per-task record types of the memory and CPU subsystems.
@@ -59,8 +60,11 @@ type VMA struct {
 	Flags      uint32 // VMA*
 	Special    uint32 // Special*
 	Pgoff      uint64 // file offset in bytes
-	Dev, Ino   uint64 // the backing file's identity
+	Dev, Ino   uint64 // the backing file's device and inode
 	Path       string // the backing file, or the name /proc/<pid>/maps shows
+	// ID tells the backing file's contents (version 3 on): none for an
+	// anonymous mapping, nor where the checkpoint could not read it.
+	ID *FileID
 }
 
 // Regs is the CPU state of one thread.
@@ -78,8 +82,11 @@ type Regs struct {
 //	u32 nr_auxv, nr_auxv × u64
 //	u16 len + exe path
 //	u32 nr_vmas, then per VMA: start, end u64; prot, flags, special u32;
-//	  pgoff, dev, ino u64; u16 len + path
-func appendMM(b []byte, m *MM) []byte {
+//	  pgoff, dev, ino u64; u16 len + path; from version 3 the file's
+//	  identity (see FileID)
+//
+// ver is the image's format version.
+func appendMM(b []byte, m *MM, ver uint32) []byte {
 	for _, v := range []uint64{m.StartCode, m.EndCode, m.StartData, m.EndData,
 		m.StartBrk, m.Brk, m.StartStack, m.ArgStart, m.ArgEnd, m.EnvStart, m.EnvEnd} {
 		b = le.AppendUint64(b, v)
@@ -101,13 +108,18 @@ func appendMM(b []byte, m *MM) []byte {
 		b = le.AppendUint64(b, v.Dev)
 		b = le.AppendUint64(b, v.Ino)
 		b = appendString(b, v.Path)
+		if ver >= VersionFileID {
+			b = appendFileID(b, v.ID)
+		}
 	}
 	return b
 }
 
+// vmaMinSize is the size of a VMA entry of a version-2 record with an
+// empty path (see withFileID for later versions).
 const vmaMinSize = 8*2 + 4*3 + 8*3 + 2
 
-func decodeMM(h recHeader, payload []byte) (*MM, error) {
+func decodeMM(h recHeader, payload []byte, ver uint32) (*MM, error) {
 	d := newDecoder(h, payload)
 	m := &MM{}
 	for _, p := range []*uint64{&m.StartCode, &m.EndCode, &m.StartData, &m.EndData,
@@ -120,7 +132,7 @@ func decodeMM(h recHeader, payload []byte) (*MM, error) {
 		m.Auxv[i] = d.u64("auxv word")
 	}
 	m.Exe = d.str("exe path", MaxPathLen)
-	n = d.count("nr_vmas", MaxVMAs, vmaMinSize)
+	n = d.count("nr_vmas", MaxVMAs, withFileID(vmaMinSize, ver))
 	m.VMAs = make([]VMA, n)
 	var prevEnd uint64
 	for i := range m.VMAs {
@@ -130,6 +142,7 @@ func decodeMM(h recHeader, payload []byte) (*MM, error) {
 		v.Prot, v.Flags, v.Special = d.u32("vma prot"), d.u32("vma flags"), d.u32("vma special")
 		v.Pgoff, v.Dev, v.Ino = d.u64("vma pgoff"), d.u64("vma dev"), d.u64("vma ino")
 		v.Path = d.str("vma path", MaxPathLen)
+		v.ID = d.fileID(ver)
 		if d.err != nil {
 			break
 		}
@@ -140,6 +153,8 @@ func decodeMM(h recHeader, payload []byte) (*MM, error) {
 			d.failAt(off, ErrLength, "vma %d: %#x-%#x overlaps or precedes the previous mapping", i, v.Start, v.End)
 		case v.Prot&^7 != 0 || v.Flags&^7 != 0 || v.Special > SpecialVSyscall:
 			d.failAt(off, ErrLength, "vma %d: unknown protection, flags or kind", i)
+		case v.ID != nil && v.Flags&VMAAnon != 0:
+			d.failAt(off, ErrInvalid, "vma %d: an anonymous mapping with a file identity", i)
 		}
 		prevEnd = v.End
 	}
@@ -173,8 +188,19 @@ func decodeRegs(h recHeader, payload []byte) (*Regs, error) {
 	return r, nil
 }
 
-// WriteMM writes the MM record of the current task.
-func (w *Writer) WriteMM(m *MM) error { return w.writeSmall(RecMM, appendMM(nil, m)) }
+// WriteMM writes the MM record of the current task, after checking it as
+// ReadMM would.
+func (w *Writer) WriteMM(m *MM) error {
+	for i := range m.VMAs {
+		if why := checkFileID(m.VMAs[i].ID, w.version); why != "" {
+			return w.refuse(RecMM, "vma %d (%s): %s", i, m.VMAs[i].Path, why)
+		}
+	}
+	return w.writeChecked(RecMM, appendMM(nil, m, w.version), func(h recHeader, p []byte) error {
+		_, err := decodeMM(h, p, w.version)
+		return err
+	})
+}
 
 // WriteRegs writes the REGS record of the current task.
 func (w *Writer) WriteRegs(r *Regs) error { return w.writeSmall(RecRegs, appendRegs(nil, r)) }
@@ -208,6 +234,31 @@ func (w *Writer) WritePagesLater(addr uint64, n int) error {
 	return w.deferPages(addr, int64(n))
 }
 
+// writeChecked writes a per-task record whose payload check, the
+// Reader's decoder, accepts: a Writer never writes what a Reader refuses.
+func (w *Writer) writeChecked(typ uint32, payload []byte, check func(recHeader, []byte) error) error {
+	if w.err != nil {
+		return w.err
+	}
+	h := recHeader{typ: typ, len: uint32(len(payload) + HeaderSize), off: w.off}
+	if len(payload) <= math.MaxUint32-HeaderSize {
+		if err := check(h, payload); err != nil {
+			w.err = err
+			return err
+		}
+	}
+	return w.writeSmall(typ, payload)
+}
+
+// refuse fails the Writer with an ErrInvalid about a record of type typ
+// that the format cannot hold.
+func (w *Writer) refuse(typ uint32, format string, args ...any) error {
+	if w.err == nil {
+		w.err = formatErr(recordName(typ), w.off, ErrInvalid, format, args...)
+	}
+	return w.err
+}
+
 func (w *Writer) writeSmall(typ uint32, payload []byte) error {
 	if err := w.WriteRecord(typ, int64(len(payload))); err != nil {
 		return err
@@ -217,7 +268,9 @@ func (w *Writer) writeSmall(typ uint32, payload []byte) error {
 }
 
 // ReadMM decodes the MM record rec that NextRecord returned.
-func (r *Reader) ReadMM(rec Record) (*MM, error) { return readSmall(r, rec, decodeMM) }
+func (r *Reader) ReadMM(rec Record) (*MM, error) {
+	return readSmall(r, rec, func(h recHeader, p []byte) (*MM, error) { return decodeMM(h, p, r.hdr.Version) })
+}
 
 // ReadRegs decodes the REGS record rec that NextRecord returned.
 func (r *Reader) ReadRegs(rec Record) (*Regs, error) { return readSmall(r, rec, decodeRegs) }

@@ -55,7 +55,7 @@ func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
 		{Num: 1, Kind: FileReplaced, Flags: 2, Path: "/dev/pts/3", Extra: []uint64{ExternalTerminal, ExternalForeground}},
 		{Num: 2, Kind: FileReplaced, Flags: 1, Path: "pipe:[77]", Extra: []uint64{ExternalPipe}},
 	}
-	got, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, fds))
+	got, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, fds, Version), Version)
 	if err != nil || !reflect.DeepEqual(got, fds) {
 		t.Fatalf("FILES round trip: %+v, %v", got, err)
 	}
@@ -71,7 +71,7 @@ func TestFilesRecordRoundTripAndRefusals(t *testing.T) {
 		{"foreground pipe", []FD{{Num: 1, Kind: FileReplaced, Path: "pipe:[1]", Extra: []uint64{ExternalPipe, 1}}}, ErrInvalid},
 		{"external with three words", []FD{{Num: 1, Kind: FileReplaced, Path: "/dev/pts/1", Extra: []uint64{ExternalTerminal, 1, 1}}}, ErrInvalid},
 	} {
-		if _, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, c.fds)); !errors.Is(err, c.want) {
+		if _, err := decodeFiles(recHeader{typ: RecFiles}, appendFiles(nil, c.fds, Version), Version); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}

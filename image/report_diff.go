@@ -80,7 +80,9 @@ type TaskDiff struct {
 // "resized" (same start, another end), "moved" (the same file at the same
 // offset, or the same special mapping, at another address), "changed"
 // (same range; Fields says what: "prot", "shared", "anon", "path",
-// "offset", "dev", "ino") or "pages" (only the pages in the image differ);
+// "offset", "dev", "ino", and of the file's identity "size", "mtime",
+// "build_id", or "identity" when only one image records it) or "pages"
+// (only the pages in the image differ);
 // "outside", last and with neither "a" nor "b", counts pages that lie in
 // no mapping (none, in images ckptfs wrote). Pages are matched by address,
 // so those of a moved mapping count as removed from its old range and
@@ -122,7 +124,9 @@ type PagesDiff struct {
 func (p *PagesDiff) differs() bool { return p.Changed != 0 || p.Added != 0 || p.Removed != 0 }
 
 // FDDiff is a descriptor added, removed or changed ("changed": Fields says
-// what of "kind", "path", "flags", "pos", "queued").
+// what of "kind", "path", "flags", "pos", "queued", and of a regular
+// file's identity "size", "mtime", "build_id", or "identity" when only one
+// image records it).
 type FDDiff struct {
 	FD     uint32   `json:"fd"`
 	Change string   `json:"change"`
@@ -243,6 +247,27 @@ func (c *changes) add(field string, a, b any) {
 	as, bs := fmt.Sprint(a), fmt.Sprint(b)
 	if as != bs {
 		*c = append(*c, Change{Field: field, A: as, B: bs})
+	}
+}
+
+// addFileID notes what differs of two files' identities: each of size,
+// mtime and build-id, or the whole where one image records none (an
+// image of format version 2, or a file the checkpoint could not read).
+func (c *changes) addFileID(a, b *FileIDDetail) {
+	switch {
+	case a == nil && b == nil:
+	case a == nil || b == nil:
+		text := func(id *FileIDDetail) string {
+			if id == nil {
+				return "-"
+			}
+			return fileIDText(id)
+		}
+		c.add("identity", text(a), text(b))
+	default:
+		c.add("size", a.Size, b.Size)
+		c.add("mtime", a.Mtime, b.Mtime)
+		c.add("build_id", orDash(a.BuildID), orDash(b.BuildID))
 	}
 }
 
@@ -491,6 +516,7 @@ func diffFDs(a, b []FDDetail) []FDDiff {
 			c.add("flags", strings.Join(fa.Flags, "|"), strings.Join(fb.Flags, "|"))
 			c.add("pos", fa.Pos, fb.Pos)
 			c.add("queued", queuedText(fa), queuedText(fb))
+			c.addFileID(fa.Identity, fb.Identity)
 			if len(c) > 0 {
 				out = append(out, FDDiff{FD: fb.FD, Change: "changed", Kind: fb.Kind, Path: fb.Path, Fields: c})
 			}

@@ -201,6 +201,7 @@ func (pd *pageDiff) mappingDiffs() []MappingDiff {
 			}
 			c.add("dev", va.Dev, vb.Dev)
 			c.add("ino", va.Ino, vb.Ino)
+			c.addFileID(va.Identity, vb.Identity)
 			md.Fields = c
 			if md.Change == "" && len(c) > 0 {
 				md.Change = "changed"

@@ -88,7 +88,7 @@ func TestDiffChanges(t *testing.T) {
 	want(t, "heap pages", *heap.Pages, PagesDiff{A: 3, B: 5, BytesA: 3 * pg, BytesB: 5 * pg, Added: 2})
 	want(t, "anon", [2]any{anon.Change, *anon.Pages}, [2]any{"pages", PagesDiff{A: 2, B: 2, BytesA: 2 * pg, BytesB: 2 * pg, Changed: 1}})
 	want(t, "fds", app.FDs, []FDDiff{
-		{FD: 1, Change: "changed", Kind: "regular", Path: "/var/log/app.log", Fields: []Change{{"pos", "1234", "2000"}}},
+		{FD: 1, Change: "changed", Kind: "regular", Path: "/var/log/app.log", Fields: []Change{{"pos", "1234", "2000"}, {"size", "1234", "2000"}}},
 		{FD: 12, Change: "added", Kind: "regular", Path: "/etc/hosts"},
 	})
 
@@ -117,7 +117,7 @@ func TestDiffChanges(t *testing.T) {
 		`(?m)^      moved +600000-601000 -> 800000-801000 +rw-p +file +/usr/bin/app +1 -> 1 pages, 0 changed, 1 added, 1 removed$`,
 		`(?m)^      resized +1000000-1003000 -> 1000000-1005000 +rw-p +heap +\[heap\] +3 -> 5 pages, 0 changed, 2 added$`,
 		`(?m)^      pages +7f0000000000-7f0000004000 +rw-p +anon +- +2 -> 2 pages, 1 changed$`,
-		`(?m)^      ~ 1 regular /var/log/app.log: pos 1234 -> 2000$`,
+		`(?m)^      ~ 1 regular /var/log/app.log: pos 1234 -> 2000, size 1234 -> 2000$`,
 		`(?m)^      \+ 12 regular /etc/hosts$`,
 		`(?m)^\+ task 104 \(late\): process, state S$`,
 		`(?m)^differ: tasks 2 changed, 1 added, 0 removed; pages 1 changed, 3 added, 1 removed$`,

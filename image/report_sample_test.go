@@ -42,6 +42,24 @@ type sampleOpts struct {
 	childByte    byte   // what child's page holds
 	dataAt       uint64 // where app's data mapping starts
 	kernel       string
+	version      uint32 // of the format; 0 for the current one (2 records no file identity)
+	rebuilt      bool   // /usr/bin/app has another size, mtime and build-id
+}
+
+// The identity of /usr/bin/app (and of it rebuilt), of the log app writes
+// (its size is its offset), and of /etc/hosts.
+func sampleIDs(o sampleOpts) (app, log, hosts *FileID) {
+	if o.version != 0 && o.version < VersionFileID {
+		return nil, nil, nil
+	}
+	app = &FileID{Size: 16384, MtimeSec: 1_690_000_000, MtimeNsec: 123456789,
+		BuildID: []byte{0x4f, 0x0e, 0x2a, 0x7c, 0x9b, 0x1d, 0x3e, 0x5f, 0x60, 0x71, 0x82, 0x93, 0xa4, 0xb5, 0xc6, 0xd7, 0xe8, 0xf9, 0x0a, 0x1b}}
+	if o.rebuilt {
+		app = &FileID{Size: 16400, MtimeSec: 1_690_000_060, BuildID: []byte{0x9a, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07}}
+	}
+	log = &FileID{Size: o.pos, MtimeSec: 1_700_000_000, MtimeNsec: 5}
+	hosts = &FileID{Size: 200, MtimeSec: 1_600_000_000}
+	return app, log, hosts
 }
 
 func defaultSample() sampleOpts {
@@ -75,7 +93,8 @@ func buildSample(t testing.TB, o sampleOpts) []byte {
 		pids.Pids = append(pids.Pids, pid(lv(1, 104)))
 		tasks = append(tasks, Task{Pid: 5, PPid: 1, TGid: 5, PGid: TagRoot, Sid: TagRoot})
 	}
-	must(w.WriteHeader(&Header{Arch: ArchX86_64, PageSize: pg, Mode: ModeSubtree, XSaveSize: 832,
+	appID, logID, hostsID := sampleIDs(o)
+	must(w.WriteHeader(&Header{Version: o.version, Arch: ArchX86_64, PageSize: pg, Mode: ModeSubtree, XSaveSize: 832,
 		XSaveFeatures: 7, Time: 1_700_000_000_000_000_000, Kernel: o.kernel}))
 	must(w.WritePids(&pids))
 	must(w.WriteTree(&Tree{Tasks: tasks}))
@@ -124,8 +143,8 @@ func buildSample(t testing.TB, o sampleOpts) []byte {
 			mm := &MM{StartCode: sampleCode, EndCode: sampleCode + 0x1000, StartBrk: sampleHeap, Brk: heapEnd,
 				Exe: "/usr/bin/app", Auxv: []uint64{6, 4096, 0, 0},
 				VMAs: []VMA{
-					{Start: sampleCode, End: sampleCode + 2*pg, Prot: 5, Path: "/usr/bin/app", Dev: 0xfe00, Ino: 77},
-					{Start: o.dataAt, End: o.dataAt + pg, Prot: 3, Pgoff: 0x2000, Path: "/usr/bin/app", Dev: 0xfe00, Ino: 77},
+					{Start: sampleCode, End: sampleCode + 2*pg, Prot: 5, Path: "/usr/bin/app", Dev: 0xfe00, Ino: 77, ID: appID},
+					{Start: o.dataAt, End: o.dataAt + pg, Prot: 3, Pgoff: 0x2000, Path: "/usr/bin/app", Dev: 0xfe00, Ino: 77, ID: appID},
 					{Start: sampleHeap, End: heapEnd, Prot: 3, Flags: VMAAnon, Special: SpecialHeap, Path: "[heap]"},
 					{Start: sampleAnon, End: sampleAnon + 4*pg, Prot: 3, Flags: VMAAnon},
 					{Start: sampleShm, End: sampleShm + pg, Prot: 3, Flags: VMAAnon | VMAShared, Path: "/dev/zero (deleted)"},
@@ -148,7 +167,7 @@ func buildSample(t testing.TB, o sampleOpts) []byte {
 				RcvBuf: 212992, PeekOff: -1}))
 			fds := []FD{
 				{Num: 0, Kind: FileDevice, Flags: 0o100000, Path: "/dev/null", Dev: 5, Ino: 4},
-				{Num: 1, Kind: FileRegular, Flags: 0o2001, Pos: o.pos, Path: "/var/log/app.log", Dev: 0xfe00, Ino: 1234},
+				{Num: 1, Kind: FileRegular, Flags: 0o2001, Pos: o.pos, Path: "/var/log/app.log", Dev: 0xfe00, Ino: 1234, ID: logID},
 				{Num: 2, Kind: FileRegular, Flags: 0o2200000, Path: "/srv", Dev: 0xfe00, Ino: 2},
 				{Num: 3, Kind: FilePipe, Flags: 0, Path: "pipe:[500]", Ino: 500},
 				{Num: 4, Kind: FilePipe, Flags: 1, Path: "pipe:[500]", Ino: 500},
@@ -160,7 +179,7 @@ func buildSample(t testing.TB, o sampleOpts) []byte {
 				{Num: 10, Kind: FileReplaced, Flags: 2, Path: "/dev/pts/3", Extra: []uint64{ExternalTerminal, ExternalForeground}},
 			}
 			if o.extraFD {
-				fds = append(fds, FD{Num: 12, Kind: FileRegular, Path: "/etc/hosts", Dev: 0xfe00, Ino: 55})
+				fds = append(fds, FD{Num: 12, Kind: FileRegular, Path: "/etc/hosts", Dev: 0xfe00, Ino: 55, ID: hostsID})
 			}
 			must(w.WriteFiles(fds))
 			thread(regs(0x401234, 0x7ffff0007f00, 230, uint64(0x10000000000000000-516)), 1<<11,

@@ -102,8 +102,20 @@ type MappingDetail struct {
 	Offset  uint64 `json:"offset"`         // into the file, bytes
 	Dev     string `json:"dev,omitempty"`  // the backing file's device, "fd:01"
 	Ino     uint64 `json:"ino,omitempty"`  // and inode
-	Pages   int64  `json:"pages"`          // pages of it in the image
-	Bytes   int64  `json:"bytes"`
+	// Identity tells the backing file's contents, where the image
+	// records it (format version 3 on).
+	Identity *FileIDDetail `json:"identity,omitempty"`
+	Pages    int64         `json:"pages"` // pages of it in the image
+	Bytes    int64         `json:"bytes"`
+}
+
+// FileIDDetail tells the contents of a file named by path (image.FileID):
+// with device and inode, what restart checks to find the checkpointed file
+// again, on this machine or another.
+type FileIDDetail struct {
+	Size    uint64 `json:"size"`               // bytes
+	Mtime   string `json:"mtime"`              // RFC 3339, UTC, to the nanosecond
+	BuildID string `json:"build_id,omitempty"` // hex: an ELF file's GNU build-id
 }
 
 // FDDetail is one descriptor of the FILES record.
@@ -120,6 +132,9 @@ type FDDetail struct {
 	Pos   uint64   `json:"pos"`
 	Dev   string   `json:"dev,omitempty"`
 	Ino   uint64   `json:"ino,omitempty"`
+	// Identity tells a regular file's contents, where the image records
+	// it (format version 3 on).
+	Identity *FileIDDetail `json:"identity,omitempty"`
 	// What the descriptor refers to, where the image tells: a pipe's or
 	// named pipe's PIPE record, one end of a socket pair, an unlinked
 	// file's FILEDATA, an eventfd's counter, an epoll instance's watches.

@@ -1,9 +1,11 @@
 package image
 
 import (
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Decoding the per-task records into the report's model (report_task.go).
@@ -207,6 +209,7 @@ func (d *TaskDetail) setMemory(m *MM) {
 		if v.Flags&VMAAnon == 0 {
 			md.Mappings[i].Dev, md.Mappings[i].Ino = devText(v.Dev), v.Ino
 		}
+		md.Mappings[i].Identity = fileIDDetail(v.ID)
 	}
 	d.Memory = md
 }
@@ -268,7 +271,7 @@ func fdDetails(fds []FD) []FDDetail {
 	out := make([]FDDetail, len(fds))
 	for i, f := range fds {
 		fd := FDDetail{FD: f.Num, Kind: fileKinds[f.Kind], Path: f.Path, Flags: openFlagsNames(f.Flags),
-			Pos: f.Pos, Ino: f.Ino, flags: f.Flags}
+			Pos: f.Pos, Ino: f.Ino, Identity: fileIDDetail(f.ID), flags: f.Flags}
 		switch f.Kind {
 		case FileRegular:
 			if f.Flags&oDirectory != 0 {
@@ -297,6 +300,14 @@ func fdDetails(fds []FD) []FDDetail {
 	}
 	slices.SortStableFunc(out, func(a, b FDDetail) int { return int(a.FD) - int(b.FD) })
 	return out
+}
+
+// fileIDDetail reports a file's identity; nil for none.
+func fileIDDetail(id *FileID) *FileIDDetail {
+	if id == nil {
+		return nil
+	}
+	return &FileIDDetail{Size: id.Size, Mtime: id.Mtime().UTC().Format(time.RFC3339Nano), BuildID: hex.EncodeToString(id.BuildID)}
 }
 
 var sockTypes = map[uint32]string{SockStream: "stream", SockDgram: "dgram", SockSeqpacket: "seqpacket"}

@@ -47,10 +47,12 @@ func TestReportTaskDetail(t *testing.T) {
 	want(t, "exe", m.Exe, "/usr/bin/app")
 	want(t, "brk", m.Brk, Hex(sampleHeap+3*pg))
 	want(t, "mappings", len(m.Mappings), 7)
+	appID := &FileIDDetail{Size: 16384, Mtime: "2023-07-22T04:26:40.123456789Z", BuildID: "4f0e2a7c9b1d3e5f60718293a4b5c6d7e8f90a1b"}
 	want(t, "code mapping", m.Mappings[0], MappingDetail{Start: sampleCode, End: sampleCode + 2*pg, Size: 2 * pg,
-		Prot: "r-x", Path: "/usr/bin/app", Dev: "fe:00", Ino: 77})
+		Prot: "r-x", Path: "/usr/bin/app", Dev: "fe:00", Ino: 77, Identity: appID})
 	want(t, "data mapping", m.Mappings[1], MappingDetail{Start: sampleData, End: sampleData + pg, Size: pg,
-		Prot: "rw-", Path: "/usr/bin/app", Offset: 0x2000, Dev: "fe:00", Ino: 77, Pages: 1, Bytes: pg})
+		Prot: "rw-", Path: "/usr/bin/app", Offset: 0x2000, Dev: "fe:00", Ino: 77, Identity: appID, Pages: 1, Bytes: pg})
+	want(t, "heap identity", m.Mappings[2].Identity, (*FileIDDetail)(nil))
 	want(t, "heap mapping", m.Mappings[2], MappingDetail{Start: sampleHeap, End: sampleHeap + 3*pg, Size: 3 * pg,
 		Prot: "rw-", Anon: true, Special: "heap", Path: "[heap]", Pages: 3, Bytes: 3 * pg})
 	want(t, "anon pages", m.Mappings[3].Pages, int64(2))
@@ -69,7 +71,9 @@ func TestReportTaskDetail(t *testing.T) {
 		"memfd", "eventfd", "epoll", "replaced"})
 	want(t, "fd 0 flags", fds[0].Flags, []string{"O_RDONLY", "O_LARGEFILE"})
 	want(t, "fd 1", [3]any{fds[1].Path, fds[1].Pos, fds[1].Flags}, [3]any{"/var/log/app.log", uint64(1234), []string{"O_WRONLY", "O_APPEND"}})
+	want(t, "fd 1 identity", fds[1].Identity, &FileIDDetail{Size: 1234, Mtime: "2023-11-14T22:13:20.000000005Z"})
 	want(t, "fd 2 flags", fds[2].Flags, []string{"O_RDONLY", "O_DIRECTORY", "O_CLOEXEC"})
+	want(t, "fd 2 identity", fds[2].Identity, (*FileIDDetail)(nil))
 	want(t, "fd 3 pipe", *fds[3].Pipe, PipeDetail{Ino: 500, Size: 65536, Queued: 5})
 	want(t, "fd 3 shared with", fds[3].SharedWith, []Holder{{Pid: []int32{100}, FD: 4, Access: "write"},
 		{Pid: []int32{102}, FD: 0, Access: "write"}})
@@ -186,6 +190,10 @@ func TestReportTaskJSON(t *testing.T) {
 		{[]any{"memory", "mappings", 1, "offset"}, 8192.0},
 		{[]any{"memory", "mappings", 1, "dev"}, "fe:00"},
 		{[]any{"memory", "mappings", 0, "prot"}, "r-x"},
+		{[]any{"memory", "mappings", 0, "identity"}, map[string]any{"size": 16384.0,
+			"mtime": "2023-07-22T04:26:40.123456789Z", "build_id": "4f0e2a7c9b1d3e5f60718293a4b5c6d7e8f90a1b"}},
+		{[]any{"memory", "mappings", 2, "identity"}, nil},
+		{[]any{"fds", 1, "identity"}, map[string]any{"size": 1234.0, "mtime": "2023-11-14T22:13:20.000000005Z"}},
 		{[]any{"fds", 1, "flags"}, []any{"O_WRONLY", "O_APPEND"}},
 		{[]any{"fds", 1, "pos"}, 1234.0},
 		{[]any{"fds", 3, "pipe", "queued"}, 5.0},
@@ -273,7 +281,9 @@ func TestReportTaskText(t *testing.T) {
 		`(?m)^    7f0000100000 +7f0000101000 +4K +rw-s +anon +1 +4K +- +"/dev/zero \(deleted\)"$`,
 		`(?m)^    7ffff8000000 +7ffff8002000 +8K +r-xp +vdso +- +- +- +\[vdso\]$`,
 		`(?m)^  fds: 11$`,
-		`(?m)^    1 +regular +O_WRONLY\|O_APPEND +1234 +/var/log/app.log$`,
+		`(?m)^    mapped files, as restart checks them:\n      SIZE +MTIME +BUILD-ID +DEV +INO +PATH\n      16384 +2023-07-22T04:26:40.123456789Z +4f0e2a7c9b1d3e5f60718293a4b5c6d7e8f90a1b +fe:00 +77 +/usr/bin/app\n  fds: 11$`,
+		`(?m)^    1 +regular +O_WRONLY\|O_APPEND +1234 +/var/log/app.log: size 1234, mtime 2023-11-14T22:13:20.000000005Z$`,
+		`(?m)^    2 +directory +O_RDONLY\|O_DIRECTORY\|O_CLOEXEC +0 +/srv$`,
 		`(?m)^    3 +pipe +O_RDONLY +0 +pipe:\[500\]: 5 of 65536 bytes queued; also 100:4 \(write\), 102:0 \(write\)$`,
 		`(?m)^    5 +socket +O_RDWR +0 +socket:\[600\]: stream, 7 bytes in 1 message queued, peer 601 held by 102:1 \(read-write\)$`,
 		`(?m)^    7 +memfd +O_RDWR +0 +"/memfd:cache \(deleted\)": memfd cache 8192 bytes, mode 0600, seals F_SEAL_SHRINK\|F_SEAL_GROW$`,
@@ -435,8 +445,10 @@ func TestReportStreams(t *testing.T) {
 // be a FormatError naming a section, and what it accepts must print, and
 // compare with the sample, without a panic.
 func FuzzReadReport(f *testing.F) {
+	v2, rebuilt := defaultSample(), defaultSample()
+	v2.version, rebuilt.rebuilt = 2, true
 	for _, o := range []sampleOpts{defaultSample(), {heapPages: 0, anonByte: 1, extraFD: true, extraTask: true,
-		swapChildren: true, nofile: 7, childByte: 2, dataAt: 0x800000, kernel: "x"}} {
+		swapChildren: true, nofile: 7, childByte: 2, dataAt: 0x800000, kernel: "x"}, v2, rebuilt} {
 		b := buildSample(f, o)
 		f.Add(b[:len(b)-tailSize])
 	}

@@ -260,6 +260,48 @@ func writeMemory(w io.Writer, m *MemoryDetail) {
 		fmt.Fprintf(w, "    %x\t%x\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", uint64(v.Start), uint64(v.End), sizeText(v.Size),
 			mapProt(&v), mappingKind(&v), countText(v.Pages), countSize(v.Bytes), offsetText(&v), pathText(v.Path))
 	}
+	writeMappedFiles(w, m.Mappings)
+}
+
+// writeMappedFiles lists the identity of each mapped file once (a library
+// backs several mappings), in the order of the map. The line before the
+// table has no tab, so that it aligns on its own.
+func writeMappedFiles(w io.Writer, maps []MappingDetail) {
+	type file struct {
+		path, dev string
+		ino       uint64
+		id        FileIDDetail
+	}
+	seen := make(map[file]bool)
+	var files []file
+	for _, v := range maps {
+		if v.Identity == nil {
+			continue
+		}
+		f := file{v.Path, v.Dev, v.Ino, *v.Identity}
+		if !seen[f] {
+			seen[f] = true
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
+		return
+	}
+	fmt.Fprint(w, "    mapped files, as restart checks them:\n")
+	fmt.Fprint(w, "      SIZE\tMTIME\tBUILD-ID\tDEV\tINO\tPATH\n")
+	for _, f := range files {
+		fmt.Fprintf(w, "      %d\t%s\t%s\t%s\t%d\t%s\n", f.id.Size, f.id.Mtime, orDash(f.id.BuildID), f.dev, f.ino, pathText(f.path))
+	}
+}
+
+// fileIDText says what identifies a file: "size 4096, mtime ...,
+// build-id ..." (no build-id for a file that is no ELF file or has none).
+func fileIDText(id *FileIDDetail) string {
+	s := fmt.Sprintf("size %d, mtime %s", id.Size, id.Mtime)
+	if id.BuildID != "" {
+		s += ", build-id " + id.BuildID
+	}
+	return s
 }
 
 // mapProt is the protection and sharing as /proc/<pid>/maps shows them:
@@ -363,6 +405,8 @@ func fdWhat(f *FDDetail) string {
 			watches = append(watches, fmt.Sprintf("%d %s", e.FD, joinFlags(e.Events)))
 		}
 		s += ": watches " + strings.Join(nonEmpty(watches), ", ")
+	case f.Identity != nil:
+		s += ": " + fileIDText(f.Identity)
 	case f.Replaced != nil:
 		switch r := f.Replaced; {
 		case r.Was == "terminal" && r.Foreground:

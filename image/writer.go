@@ -39,10 +39,11 @@ type Writer struct {
 	err   error
 	stage writerStage
 
-	mode  Mode
-	pids  *pidsInfo
-	tasks []Task // from TREE, to check TASK order
-	next  int    // TASK records written
+	mode    Mode
+	version uint32 // of the header: what the per-task records may hold
+	pids    *pidsInfo
+	tasks   []Task // from TREE, to check TASK order
+	next    int    // TASK records written
 
 	rec  recHeader // the open per-task record, if left > 0
 	left int64     // payload bytes still owed to rec
@@ -179,7 +180,7 @@ func (w *Writer) WriteHeader(h *Header) error {
 		w.err = err
 		return err
 	}
-	w.mode = hdr.Mode
+	w.mode, w.version = hdr.Mode, hdr.Version
 	w.stage = wantPids
 	return w.emit(w.buf)
 }

@@ -76,13 +76,14 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, soc
 		}
 		switch f.Kind {
 		case image.FileRegular:
-			f.Path, err = g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino)
+			f.Path, err = g.open(f.Path, accessOf(f.Flags), &expect{dev: f.Dev, ino: f.Ino, id: f.ID,
+				writes: f.Flags&unix.O_ACCMODE != unix.O_RDONLY})
 		case image.FileDevice:
-			f.Path, err = g.open(f.Path, accessOf(f.Flags), 0, 0)
+			f.Path, err = g.open(f.Path, accessOf(f.Flags), nil)
 		case image.FileFifo:
 			// The gate checks every descriptor's access, the first one's
 			// makes the pipe.
-			if _, err = g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino); err == nil {
+			if _, err = g.open(f.Path, accessOf(f.Flags), &expect{dev: f.Dev, ino: f.Ino}); err == nil {
 				f.Path, err = pipes.path(f, g)
 			}
 		case image.FilePipe:
@@ -221,7 +222,7 @@ func (s *pipeSet) add(p *image.Pipe) error {
 func (s *pipeSet) make(p *image.Pipe, f image.FD, g *gate) ([2]*os.File, error) {
 	var ends [2]*os.File
 	if f.Kind == image.FileFifo {
-		via, err := g.open(f.Path, accessOf(f.Flags), f.Dev, f.Ino)
+		via, err := g.open(f.Path, accessOf(f.Flags), &expect{dev: f.Dev, ino: f.Ino})
 		if err != nil {
 			return ends, err
 		}

@@ -29,7 +29,7 @@ type Identity struct {
 // /proc/<restorer>/fd/N, whatever happens to the path meanwhile.
 type gate struct {
 	as   *Identity // nil: a privileged restore, the kernel's rules for root
-	held map[gateKey]*os.File
+	held map[gateKey]*heldFile
 
 	// asCaller runs work on a thread of its own that carries the
 	// identity's filesystem credentials (nil when as is nil).
@@ -44,7 +44,7 @@ type gateKey struct {
 // newGate starts a gate; with an identity, its thread takes the caller's
 // credentials for good, and dies with them at close.
 func newGate(as *Identity) (*gate, error) {
-	g := &gate{as: as, held: make(map[gateKey]*os.File)}
+	g := &gate{as: as, held: make(map[gateKey]*heldFile)}
 	if as == nil {
 		return g, nil
 	}
@@ -82,13 +82,15 @@ func (g *gate) asCaller(f func()) {
 }
 
 // open looks path up for access (R_OK, W_OK, X_OK bits; 0 for none) and
-// returns the path through which a task opens that very file. dev and ino,
-// when not zero, must be those of the file found.
-func (g *gate) open(path string, access uint32, dev, ino uint64) (string, error) {
+// returns the path through which a task opens that very file. want, when
+// not nil, says what the image saw there: the file found must be that one
+// (see "Which file found by path is the file the image saw").
+func (g *gate) open(path string, access uint32, want *expect) (string, error) {
 	key := gateKey{path, access}
-	f, ok := g.held[key]
+	h, ok := g.held[key]
 	if !ok {
 		var err error
+		var f *os.File
 		g.asCaller(func() {
 			var fd int
 			fd, err = unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -107,19 +109,15 @@ func (g *gate) open(path string, access uint32, dev, ino uint64) (string, error)
 		if err != nil {
 			return "", err
 		}
-		g.held[key] = f
+		h = &heldFile{f: f}
+		g.held[key] = h
 	}
-	if dev != 0 || ino != 0 {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-			return "", &os.PathError{Op: "stat", Path: path, Err: err}
-		}
-		if st.Dev != dev || st.Ino != ino {
-			return "", fmt.Errorf("%s is not the checkpointed file (device %#x inode %d, was %#x inode %d)",
-				path, st.Dev, st.Ino, dev, ino)
+	if want != nil {
+		if err := g.check(path, h, want); err != nil {
+			return "", err
 		}
 	}
-	return procfs.FDPath(os.Getpid(), int(f.Fd())), nil
+	return procfs.FDPath(os.Getpid(), int(h.f.Fd())), nil
 }
 
 // accessOf is what open flags ask of a file.
@@ -135,8 +133,8 @@ func accessOf(flags uint32) uint32 {
 
 // close lets go of the files and ends the caller's thread.
 func (g *gate) close() {
-	for _, f := range g.held {
-		f.Close()
+	for _, h := range g.held {
+		h.f.Close()
 	}
 	if g.work != nil {
 		close(g.work)

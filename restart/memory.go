@@ -318,7 +318,9 @@ func (a *addrSpace) fileKeyOf(v *image.VMA) (fileKey, error) {
 	if mode == unix.O_RDWR {
 		access |= unix.W_OK
 	}
-	via, err := a.gate.open(v.Path, access, v.Dev, v.Ino)
+	// A shared writable mapping writes the file: see "Which file found by
+	// path is the file the image saw".
+	via, err := a.gate.open(v.Path, access, &expect{dev: v.Dev, ino: v.Ino, id: v.ID, writes: mode == unix.O_RDWR})
 	if err != nil {
 		return fileKey{}, fmt.Errorf("mapped file: %w", err)
 	}
@@ -374,7 +376,7 @@ func (a *addrSpace) finish() error {
 	le.PutUint32(buf[mmMapAuxvSize:], uint32(8*len(m.Auxv)))
 	exeFd := ^uint64(0)
 	if m.Exe != "" {
-		if via, err := a.gate.open(m.Exe, unix.R_OK, 0, 0); err == nil {
+		if via, err := a.gate.open(m.Exe, unix.R_OK, nil); err == nil {
 			if fd, err := a.openInTask(via, unix.O_RDONLY); err == nil {
 				exeFd = fd
 				defer a.p.syscall(unix.SYS_CLOSE, fd)

@@ -193,12 +193,12 @@ func (rs *restorer) apply(p *proc, ts *image.TaskState, t *taskRecords, refresh 
 		withFS := puts&image.TaskSharesFS != 0
 		var err error
 		if withFS {
-			if pr.Cwd, err = rs.gate.open(t.process.Cwd, unix.X_OK, 0, 0); err != nil {
+			if pr.Cwd, err = rs.gate.open(t.process.Cwd, unix.X_OK, nil); err != nil {
 				return fmt.Errorf("working directory: %w", err)
 			}
 		}
 		if withFS && pr.Root != "/" {
-			if pr.Root, err = rs.gate.open(t.process.Root, unix.X_OK, 0, 0); err != nil {
+			if pr.Root, err = rs.gate.open(t.process.Root, unix.X_OK, nil); err != nil {
 				return fmt.Errorf("root directory: %w", err)
 			}
 		}

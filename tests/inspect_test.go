@@ -24,25 +24,27 @@ type detail struct {
 			Pages    int64  `json:"pages"`
 			Bytes    int64  `json:"bytes"`
 			Mappings []struct {
-				Start   string `json:"start"`
-				End     string `json:"end"`
-				Size    uint64 `json:"size"`
-				Prot    string `json:"prot"`
-				Shared  bool   `json:"shared"`
-				Anon    bool   `json:"anon"`
-				Special string `json:"special"`
-				Path    string `json:"path"`
-				Pages   int64  `json:"pages"`
-				Bytes   int64  `json:"bytes"`
+				Start    string    `json:"start"`
+				End      string    `json:"end"`
+				Size     uint64    `json:"size"`
+				Prot     string    `json:"prot"`
+				Shared   bool      `json:"shared"`
+				Anon     bool      `json:"anon"`
+				Special  string    `json:"special"`
+				Path     string    `json:"path"`
+				Identity *identity `json:"identity"`
+				Pages    int64     `json:"pages"`
+				Bytes    int64     `json:"bytes"`
 			} `json:"mappings"`
 		} `json:"memory"`
 		FDs []struct {
-			FD    int      `json:"fd"`
-			Kind  string   `json:"kind"`
-			Path  string   `json:"path"`
-			Flags []string `json:"flags"`
-			Pos   uint64   `json:"pos"`
-			Pipe  *struct {
+			FD       int       `json:"fd"`
+			Kind     string    `json:"kind"`
+			Path     string    `json:"path"`
+			Flags    []string  `json:"flags"`
+			Pos      uint64    `json:"pos"`
+			Identity *identity `json:"identity"`
+			Pipe     *struct {
 				Ino    uint64 `json:"ino"`
 				Queued int    `json:"queued"`
 			} `json:"pipe"`
@@ -94,6 +96,13 @@ type detail struct {
 			Pid []int `json:"pid"`
 		} `json:"held_by"`
 	} `json:"pipes"`
+}
+
+// identity is what inspect shows of a file's identity.
+type identity struct {
+	Size    uint64 `json:"size"`
+	Mtime   string `json:"mtime"`
+	BuildID string `json:"build_id"`
 }
 
 // inspectDetail checkpoints the tree of pid with `ckptfs checkpoint` and
