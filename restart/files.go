@@ -77,7 +77,7 @@ func (p *proc) setFiles(fds []image.FD, rsp uint64, g *gate, pipes *pipeSet, soc
 		switch f.Kind {
 		case image.FileRegular:
 			f.Path, err = g.open(f.Path, accessOf(f.Flags), &expect{dev: f.Dev, ino: f.Ino, id: f.ID,
-				writes: f.Flags&unix.O_ACCMODE != unix.O_RDONLY})
+				live: true})
 		case image.FileDevice:
 			f.Path, err = g.open(f.Path, accessOf(f.Flags), nil)
 		case image.FileFifo:

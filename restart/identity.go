@@ -30,12 +30,15 @@ import (
 //     size, mtime and build-id are the recorded ones: rsync's quick
 //     check, with the build-id that the linker derived from an ELF file's
 //     contents;
-//   - or it is that very file and the tree writes it (a descriptor open
-//     for writing, a shared writable mapping): the tree may have written
-//     it after the checkpoint, so a change is its own. Another file the
-//     tree writes passes only as an unchanged copy: the tree must not
-//     write into a file that differs from the one it had without being
-//     told, and a log that went on growing elsewhere is such a file.
+//   - or it is that very file and the tree uses it live (a descriptor,
+//     a shared writable mapping): the tree may have written it after the
+//     checkpoint, or it reads what others append (tail -f on a log), so a
+//     change is what it would have seen anyway. Another such file passes
+//     only as an unchanged copy: the tree must not write into a file that
+//     differs from the one it had without being told, and a log that went
+//     on growing elsewhere is such a file. (Code and data mapped
+//     privately are another matter: the pages the image does not carry
+//     come from the file, and must be the ones the process had.)
 //
 // An image without the identity of a file (version 2, or a file the
 // checkpoint could not read) leaves only the first test without its
@@ -45,7 +48,7 @@ import (
 type expect struct {
 	dev, ino uint64
 	id       *image.FileID // nil: none recorded
-	writes   bool          // the tree writes it: see "Which file found by path is the file the image saw"
+	live     bool          // the tree uses it live: see "Which file found by path is the file the image saw"
 }
 
 // heldFile is a file the gate found, and its build-id once read.
@@ -77,7 +80,7 @@ func (g *gate) check(path string, h *heldFile, want *expect) error {
 		return fmt.Errorf("%s is not the checkpointed file (%s)%s", path, other, why)
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return fmt.Errorf("%s is not the checkpointed file: %s, was a regular file (%s)", path, fileType(st.Mode), other)
-	case same && want.writes:
+	case same && want.live:
 		return nil
 	}
 	var diffs []string
@@ -106,8 +109,8 @@ func (g *gate) check(path string, h *heldFile, want *expect) error {
 	switch {
 	case same:
 		msg += " (the same inode, changed since the checkpoint)"
-	case want.writes:
-		msg += fmt.Sprintf(" (%s; the tree writes this file, and only that very file or an unchanged copy of it will do)", other)
+	case want.live:
+		msg += fmt.Sprintf(" (%s; the tree uses this file through a descriptor or a shared mapping, and only that very file or an unchanged copy of it will do)", other)
 	default:
 		msg += " (" + other + ")"
 	}

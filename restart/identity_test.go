@@ -15,7 +15,7 @@ import (
 )
 
 // recordOf is what a checkpoint records of the file at path.
-func recordOf(t *testing.T, path string, writes bool) *expect {
+func recordOf(t *testing.T, path string, live bool) *expect {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -30,7 +30,7 @@ func recordOf(t *testing.T, path string, writes bool) *expect {
 	if id.BuildID, err = fileid.BuildID(f); err != nil {
 		t.Fatal(err)
 	}
-	return &expect{dev: st.Dev, ino: st.Ino, id: id, writes: writes}
+	return &expect{dev: st.Dev, ino: st.Ino, id: id, live: live}
 }
 
 // copyFile copies from to a new file to, with from's mode and mtime when
@@ -117,7 +117,7 @@ func TestGateFileIdentity(t *testing.T) {
 		}, ""},
 		{"a changed copy of a file the tree writes", true, false, func(t *testing.T) {
 			copyFile(t, sleep, bin, false, func(b []byte) []byte { return append(b, "more"...) })
-		}, `size \d+, was \d+; mtime \S+, was \S+ \(device .*; the tree writes this file, and only that very file or an unchanged copy of it will do\)$`},
+		}, `size \d+, was \d+; mtime \S+, was \S+ \(device .*; the tree uses this file through a descriptor or a shared mapping, and only that very file or an unchanged copy of it will do\)$`},
 		{"a directory in its place", false, false, func(t *testing.T) { os.Remove(bin); os.Mkdir(bin, 0o755) },
 			`^/\S+/bin is not the checkpointed file: a directory, was a regular file \(device`},
 	} {

@@ -320,7 +320,7 @@ func (a *addrSpace) fileKeyOf(v *image.VMA) (fileKey, error) {
 	}
 	// A shared writable mapping writes the file: see "Which file found by
 	// path is the file the image saw".
-	via, err := a.gate.open(v.Path, access, &expect{dev: v.Dev, ino: v.Ino, id: v.ID, writes: mode == unix.O_RDWR})
+	via, err := a.gate.open(v.Path, access, &expect{dev: v.Dev, ino: v.Ino, id: v.ID, live: mode == unix.O_RDWR})
 	if err != nil {
 		return fileKey{}, fmt.Errorf("mapped file: %w", err)
 	}

@@ -197,7 +197,7 @@ func TestRestoreFileIdentity(t *testing.T) {
 			}
 			f.WriteString("a line written elsewhere\n")
 			f.Close()
-		}, `fd \d+: ` + regexp.QuoteMeta(log) + ` is not the checkpointed file: size \d+, was \d+; mtime \S+, was \S+ \(device .*; the tree writes this file, and only that very file or an unchanged copy of it will do\)$`,
+		}, `fd \d+: ` + regexp.QuoteMeta(log) + ` is not the checkpointed file: size \d+, was \d+; mtime \S+, was \S+ \(device .*; the tree uses this file through a descriptor or a shared mapping, and only that very file or an unchanged copy of it will do\)$`,
 			func() { os.Rename(log+".orig", log) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
