@@ -115,7 +115,8 @@ func startPipedSleep(t *testing.T) int {
 // TestStatusRefusal: a refused read leaves its reason in the directory's
 // status, exactly as the daemon logged it, with the errno the reader got
 // and when: a tree whose stdin leads outside it (EOPNOTSUPP, on a mount
-// that refuses such descriptors), and the daemon's own process (EDEADLK).
+// that refuses such descriptors), the daemon's own process (EDEADLK), a
+// task another process traces (EBUSY) and an io_uring (EOPNOTSUPP).
 func TestStatusRefusal(t *testing.T) {
 	requireEnv(t)
 	m := testMount(t, "--external=refuse")
@@ -151,6 +152,37 @@ func TestStatusRefusal(t *testing.T) {
 			t.Errorf("the daemon's own directory after a read: %+v, want failed, EDEADLK", st)
 		}
 	})
+
+	// A task another process traces, and a process holding an io_uring.
+	bin := buildWorkload(t, "refused")
+	for _, c := range []struct {
+		mode, errno, says, fails string
+	}{
+		{"traced", "EBUSY", "traced by pid", "busy"},
+		{"uring", "EOPNOTSUPP", "io_uring", "not supported"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			cmd := exec.Command(bin, c.mode)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { killTree(t, cmd.Process.Pid); cmd.Process.Kill(); cmd.Wait() })
+			var pid int
+			if _, err := fmt.Fscan(out, &pid); err != nil {
+				t.Fatal(err)
+			}
+			expectFail(t, run(t, cmdTimeout, nil, "cat", m.path(pid, "image")), c.fails)
+			st := statusOf(t, m, pid, nil)
+			if st.State != "failed" || st.Errno != c.errno || !strings.Contains(st.Error, c.says) {
+				t.Errorf("after the refusal: %+v, want failed, %s, naming %q", st, c.errno, c.says)
+			}
+			assertRunning(t, "the refused tree", subtree(pid))
+		})
+	}
 }
 
 // TestStatusSnapshotFigures: after a good snapshot the status gives its
