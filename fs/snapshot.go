@@ -318,7 +318,9 @@ func (s *snapshotter) failed(snap *snapshot, err error) {
 // after the previous snapshot's, so that backup tools see every new
 // snapshot as changed. Called with mu held.
 func (s *snapshotter) install(lay layout, laid time.Time, pins int) *snapshot {
-	taken := time.Now()
+	// The snapshot's time is when its capture began (the freeze): what
+	// the image holds is the tree of that instant.
+	taken := laid.Add(-lay.Result().Capture)
 	if last := s.rec.view().lastTaken; last.After(s.last) {
 		s.last = last // the directory's, from an earlier keeper
 	}
