@@ -92,13 +92,7 @@ func checkWords(t *testing.T, pages map[uint64][]byte, addr, size, k uint64) {
 func pagesOf(t *testing.T, img []byte) map[uint64][]byte {
 	t.Helper()
 	r := image.NewReader(bytes.NewReader(img))
-	if _, err := r.Header(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Pids(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Tree(); err != nil {
+	if _, err := r.Prologue(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.NextTask(); err != nil {

@@ -442,7 +442,9 @@ func ReadImage(rd io.Reader) (*Image, error) {
 	return readImage(NewReader(rd))
 }
 
-func readImage(r *Reader) (*Image, error) {
+// Prologue reads what comes before the tasks: HEADER, PIDS and TREE, as an
+// Image without tasks yet.
+func (r *Reader) Prologue() (*Image, error) {
 	hdr, err := r.Header()
 	if err != nil {
 		return nil, err
@@ -455,7 +457,15 @@ func readImage(r *Reader) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{Header: *hdr, Pids: *pids, Tree: *tree, Tasks: make([]TaskState, 0, len(tree.Tasks))}
+	return &Image{Header: *hdr, Pids: *pids, Tree: *tree}, nil
+}
+
+func readImage(r *Reader) (*Image, error) {
+	img, err := r.Prologue()
+	if err != nil {
+		return nil, err
+	}
+	img.Tasks = make([]TaskState, 0, len(img.Tree.Tasks))
 	for {
 		t, err := r.NextTask()
 		if err == io.EOF {

@@ -84,19 +84,10 @@ func ReadReport(rd io.Reader) (*Report, error) {
 
 // startReport reads an image's HEADER, PIDS and TREE.
 func startReport(r *Reader) (*Report, error) {
-	hdr, err := r.Header()
+	img, err := r.Prologue()
 	if err != nil {
 		return nil, err
 	}
-	pids, err := r.Pids()
-	if err != nil {
-		return nil, err
-	}
-	tree, err := r.Tree()
-	if err != nil {
-		return nil, err
-	}
-	img := &Image{Header: *hdr, Pids: *pids, Tree: *tree}
 	return &Report{Image: img, Sections: SecImage}, nil
 }
 

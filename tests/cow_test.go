@@ -97,16 +97,11 @@ func visible(t *testing.T, root int) string {
 func firstTaskPages(t *testing.T, img []byte) map[uint64][]byte {
 	t.Helper()
 	r := image.NewReader(bytes.NewReader(img))
-	hdr, err := r.Header()
+	img0, err := r.Prologue()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Pids(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Tree(); err != nil {
-		t.Fatal(err)
-	}
+	hdr := &img0.Header
 	if _, err := r.NextTask(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package inject
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -110,42 +109,20 @@ func TestForkSurvivesTracerDeath(t *testing.T) {
 	for _, at := range append(guardPoints, "fork-forked", "fork-stopped") {
 		t.Run(at, func(t *testing.T) {
 			pid := startVictim(t, []string{"sleep", "1000"}, true)
-			var before taskState
-			var err error
-			defer func() { point = func(string) {} }()
-			onTracer(func() {
-				if err = seizeStopped(pid); err != nil {
-					return
+			before := dieAt(t, pid, at, func(pid int) error {
+				sp, err := NewSpace(pid)
+				if err != nil {
+					return err
 				}
-				if before, err = readState(pid); err != nil {
-					return
+				task, err := GuardFork(sp, pid)
+				if err != nil {
+					return err
 				}
-				point = func(name string) {
-					if name == at {
-						runtime.Goexit()
-					}
-				}
-				var sp *Space
-				if sp, err = NewSpace(pid); err != nil {
-					return
-				}
-				var task *Task
-				if task, err = GuardFork(sp, pid); err != nil {
-					return
-				}
-				c, ferr := task.Fork()
-				if ferr == nil {
+				if c, err := task.Fork(); err == nil {
 					EndCopy(c)
 				}
-				err = task.Restore()
-				point = func(string) {}
-				if err == nil {
-					err = ptrace.Detach(pid, 0)
-				}
+				return task.Restore()
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			checkRunsOn(t, pid)
 			// A copy let go, or ended by the tracer before it died, exited
 			// with CopyExit, and waits for its parent as a clone child.
@@ -164,26 +141,7 @@ func TestForkSurvivesTracerDeath(t *testing.T) {
 			if len(kids) == 0 && at != "guard-armed" && at != "guard-blocked" && at != "guard-entry" && at != "guard-call" {
 				t.Errorf("no copy under %d after the tracer died at %s", pid, at)
 			}
-			waitInCall(t, pid, before.regs)
-			onTracer(func() {
-				defer ptrace.Detach(pid, 0)
-				if err = seizeStopped(pid); err != nil {
-					return
-				}
-				var after taskState
-				if after, err = readState(pid); err != nil {
-					return
-				}
-				if after.regs.Orig_rax == unix.SYS_RESTART_SYSCALL {
-					after.regs.Orig_rax = before.regs.Orig_rax
-				}
-				if d := before.diff(after); d != "" {
-					err = fmt.Errorf("after the tracer died at %s: %s", at, d)
-				}
-			})
-			if err != nil {
-				t.Error(err)
-			}
+			checkState(t, pid, before, at)
 		})
 	}
 }

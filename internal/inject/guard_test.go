@@ -121,57 +121,12 @@ func TestGuardSurvivesTracerDeath(t *testing.T) {
 		for _, at := range append(guardPoints, "none") {
 			t.Run(v.name+"/"+at, func(t *testing.T) {
 				pid := startVictim(t, v.argv, v.exact)
-				var before taskState
-				var err error
-				defer func() { point = func(string) {} }()
-				onTracer(func() {
-					if err = seizeStopped(pid); err != nil {
-						return
-					}
-					if before, err = readState(pid); err != nil {
-						return
-					}
-					point = func(name string) {
-						if name == at {
-							runtime.Goexit() // the tracer dies here
-						}
-					}
-					err = guardedCalls(pid)
-					point = func(string) {}
-					if err == nil {
-						err = ptrace.Detach(pid, 0)
-					}
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				before := dieAt(t, pid, at, guardedCalls)
 				checkRunsOn(t, pid)
 				if !v.exact {
 					return
 				}
-				// Let it run back into its call before it is stopped again.
-				waitInCall(t, pid, before.regs)
-				onTracer(func() {
-					defer ptrace.Detach(pid, 0)
-					if err = seizeStopped(pid); err != nil {
-						return
-					}
-					var after taskState
-					if after, err = readState(pid); err != nil {
-						return
-					}
-					if int64(before.regs.Rax) == -516 && after.regs.Orig_rax == unix.SYS_RESTART_SYSCALL {
-						// ERESTART_RESTARTBLOCK: the kernel resumes the
-						// call through restart_syscall.
-						after.regs.Orig_rax = before.regs.Orig_rax
-					}
-					if d := before.diff(after); d != "" {
-						err = fmt.Errorf("after the tracer died at %s: %s", at, d)
-					}
-				})
-				if err != nil {
-					t.Error(err)
-				}
+				checkState(t, pid, before, at)
 				checkRunsOn(t, pid)
 				if v.name == "sigsuspend" {
 					// Its sigsuspend ends; it checks its mask and waits again.
@@ -181,6 +136,68 @@ func TestGuardSurvivesTracerDeath(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// dieAt seizes pid and runs calls on it from a tracer that dies at the
+// instant at (or at none, when calls end; then pid is let go), and returns
+// the task's state from before.
+func dieAt(t *testing.T, pid int, at string, calls func(pid int) error) taskState {
+	t.Helper()
+	var before taskState
+	var err error
+	defer func() { point = func(string) {} }()
+	onTracer(func() {
+		if err = seizeStopped(pid); err != nil {
+			return
+		}
+		if before, err = readState(pid); err != nil {
+			return
+		}
+		point = func(name string) {
+			if name == at {
+				runtime.Goexit() // the tracer dies here
+			}
+		}
+		err = calls(pid)
+		point = func(string) {}
+		if err == nil {
+			err = ptrace.Detach(pid, 0)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return before
+}
+
+// checkState lets pid run back into the call it was stopped in, then
+// stops it again and compares its state with before, what it had before a
+// tracer died at the instant at.
+func checkState(t *testing.T, pid int, before taskState, at string) {
+	t.Helper()
+	waitInCall(t, pid, before.regs)
+	var err error
+	onTracer(func() {
+		defer ptrace.Detach(pid, 0)
+		if err = seizeStopped(pid); err != nil {
+			return
+		}
+		var after taskState
+		if after, err = readState(pid); err != nil {
+			return
+		}
+		if int64(before.regs.Rax) == -516 && after.regs.Orig_rax == unix.SYS_RESTART_SYSCALL {
+			// ERESTART_RESTARTBLOCK: the kernel resumes the call through
+			// restart_syscall.
+			after.regs.Orig_rax = before.regs.Orig_rax
+		}
+		if d := before.diff(after); d != "" {
+			err = fmt.Errorf("after the tracer died at %s: %s", at, d)
+		}
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 
