@@ -87,6 +87,7 @@ func (l *fakeLayout) gated(off int64) chan struct{} {
 
 func (l *fakeLayout) Result() *checkpoint.Result { return l.res }
 func (l *fakeLayout) Released() time.Time        { return l.released }
+func (l *fakeLayout) CopiedNow() int64           { return 0 }
 func (l *fakeLayout) Size() int64                { return int64(len(l.data)) }
 
 func (l *fakeLayout) ReadAt(p []byte, off int64) (int, error) {

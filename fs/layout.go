@@ -19,6 +19,7 @@ type layout interface {
 	Sum(pc checkpoint.Piece)
 	Complete() bool
 	Released() time.Time
+	CopiedNow() int64
 	Thaw()
 	Close()
 	Failed() <-chan struct{}

@@ -140,17 +140,32 @@ type snapStats struct {
 	taken       time.Time // the snapshot's time: its files' mtime
 	frozenSince time.Time // when the first task of its tree was stopped
 
-	mu          sync.Mutex
-	released    time.Time // when its tree was let go; zero while it is frozen
-	readThrough bool      // its image was read through, in order, once
-	bytesRead   int64     // bytes its files served, all readers together
-	firstRead   time.Time
-	lastRead    time.Time
+	mu       sync.Mutex
+	released time.Time // when its tree was let go; zero while it is frozen
+	// duplicated tells the memory the snapshot duplicates (its layout's
+	// CopiedNow) while it lives; duplicatedAtEnd what it was when it ended.
+	duplicated      func() int64
+	duplicatedAtEnd int64
+	readThrough     bool  // its image was read through, in order, once
+	bytesRead       int64 // bytes its files served, all readers together
+	firstRead       time.Time
+	lastRead        time.Time
 }
 
 // newSnapStats describes a layout laid out at laid.
-func newSnapStats(res *checkpoint.Result, taken, laid time.Time) *snapStats {
-	return &snapStats{res: res, taken: taken, frozenSince: laid.Add(-res.Frozen)}
+func newSnapStats(lay layout, taken, laid time.Time) *snapStats {
+	res := lay.Result()
+	return &snapStats{res: res, taken: taken, frozenSince: laid.Add(-res.Frozen), duplicated: lay.CopiedNow}
+}
+
+// end records what the snapshot duplicated when it ended.
+func (st *snapStats) end() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.duplicated != nil {
+		st.duplicatedAtEnd = st.duplicated()
+		st.duplicated = nil
+	}
 }
 
 // read counts n bytes served at now.

@@ -91,6 +91,7 @@ func (s *snapshot) dropIfUnused() {
 	if s.refs == 0 && !s.current && s.lay != nil {
 		now := time.Now()
 		s.stats.release(now, s.lay.Complete())
+		s.stats.end()
 		s.lay.Close()
 		s.lay = nil
 		close(s.dropped)
@@ -330,7 +331,7 @@ func (s *snapshotter) install(lay layout, laid time.Time, pins int) *snapshot {
 	s.last = taken
 	res := lay.Result()
 	snap := &snapshot{
-		lay: lay, res: res, stats: newSnapStats(res, taken, laid), rec: s.rec,
+		lay: lay, res: res, stats: newSnapStats(lay, taken, laid), rec: s.rec,
 		taken: taken, lastUse: taken, refs: pins, current: true, dropped: make(chan struct{}),
 	}
 	s.cur = snap

@@ -97,6 +97,17 @@ type SnapshotFigures struct {
 	// ReadThrough: the image was read through, in order, at least once
 	// (so its checksum is known, and its tree could run on at once).
 	ReadThrough bool `json:"read_through"`
+	// Copies counts the processes whose pages are read from a
+	// copy-on-write copy of their memory, Held those kept frozen until
+	// their image is read instead; CopiedBytes is what was read while the
+	// tree was frozen, DuplicatedBytes all the memory the snapshot
+	// duplicates (now, or when it ended), at most: CopiedBytes and the
+	// pages the tree has written since that its copies still shared
+	// (--cow-limit bounds it).
+	Copies          int   `json:"copies"`
+	Held            int   `json:"held"`
+	CopiedBytes     int64 `json:"copied_bytes"`
+	DuplicatedBytes int64 `json:"duplicated_bytes"`
 }
 
 // statusFile is <pid>/status.
@@ -185,6 +196,8 @@ func FiguresOf(res *checkpoint.Result, taken time.Time) *SnapshotFigures {
 		Bytes: res.Size, Pages: res.Pages, PageBytes: res.PageBytes,
 		CaptureMS: Millis(res.Capture),
 		FrozenMS:  Millis(res.Frozen),
+		Copies:    res.Copies, Held: res.Held, CopiedBytes: res.CopiedBytes,
+		DuplicatedBytes: res.CopiedBytes,
 	}
 }
 
@@ -196,6 +209,11 @@ func (st *snapStats) figures(now time.Time) *SnapshotFigures {
 	fig.Released = st.released
 	fig.BytesRead = st.bytesRead
 	fig.ReadThrough = st.readThrough
+	if st.duplicated != nil {
+		fig.DuplicatedBytes = st.duplicated()
+	} else if st.duplicatedAtEnd > 0 {
+		fig.DuplicatedBytes = st.duplicatedAtEnd
+	}
 	until := now
 	if !st.released.IsZero() {
 		until = st.released

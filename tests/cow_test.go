@@ -162,6 +162,16 @@ func TestCopyOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitReport(t, lines, "gen=1")
+	// The status counts the copy, and the memory the rewrite duplicated.
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(20 * time.Millisecond) {
+		st := statusOf(t, m, w.pid, nil).Snapshot
+		if st != nil && st.Copies == 1 && st.Held == 0 && st.Duplicated >= int64(w.size) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status while the image is read: %+v, want one copy, none held, the %d rewritten bytes duplicated", st, w.size)
+		}
+	}
 	// The rest, slowly: a reader that takes its time (a backup tool
 	// uploading) must not matter.
 	for {

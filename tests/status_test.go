@@ -43,6 +43,10 @@ type procStatus struct {
 		BytesRead   int64     `json:"bytes_read"`
 		ReadMS      float64   `json:"read_ms"`
 		ReadThrough bool      `json:"read_through"`
+		Copies      int       `json:"copies"`
+		Held        int       `json:"held"`
+		CopiedBytes int64     `json:"copied_bytes"`
+		Duplicated  int64     `json:"duplicated_bytes"`
 	} `json:"snapshot"`
 }
 
